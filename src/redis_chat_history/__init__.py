@@ -1,0 +1,47 @@
+"""redis-chat-history: a maintained, drop-in Redis chat message history for LangChain.
+
+Change one import line::
+
+    # from langchain_community.chat_message_histories import RedisChatMessageHistory
+    from redis_chat_history import RedisChatMessageHistory
+
+Every history the old class stored reads back equal, and the old class reads
+what this package writes (unless ``compress=True``).
+"""
+
+from redis_chat_history.connection import RetryPolicy, close_shared_clients, parse_url
+from redis_chat_history.errors import (
+    ChatHistoryError,
+    CommandError,
+    CorruptHistoryError,
+    EmbeddedServerError,
+    InvalidArgumentError,
+    InvalidArgumentTypeError,
+    InvalidURLError,
+    MessageEncodeError,
+    PermissionDeniedError,
+    RedisUnavailableError,
+    ReplicationError,
+    WrongTypeError,
+)
+from redis_chat_history.history import RedisChatMessageHistory
+
+__all__ = [
+    "ChatHistoryError",
+    "CommandError",
+    "CorruptHistoryError",
+    "EmbeddedServerError",
+    "InvalidArgumentError",
+    "InvalidArgumentTypeError",
+    "InvalidURLError",
+    "MessageEncodeError",
+    "PermissionDeniedError",
+    "RedisChatMessageHistory",
+    "RedisUnavailableError",
+    "ReplicationError",
+    "RetryPolicy",
+    "WrongTypeError",
+    "close_shared_clients",
+    "parse_url",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,211 @@
+"""Running a :class:`~redis_chat_history.operations.Plan`: a few lines of sync code, a few of async.
+
+Both shells do the same things in the same order: send the plan's command (EVAL
+when the server does not know the script yet), optionally WAIT for replicas on
+the same connection, switch to Cluster on a MOVED reply, turn redis-py errors
+into this package's errors, and parse the reply with the plan.
+
+Example::
+
+    from redis_chat_history.operations import count_plan
+    n = run(provider, count_plan("message_store:s1"))
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import redis
+import redis.asyncio.cluster
+import redis.cluster
+from redis import exceptions as redis_errors
+
+from redis_chat_history.connection import AsyncClient, ClientProvider, SyncClient
+from redis_chat_history.errors import (
+    ChatHistoryError,
+    CommandError,
+    InvalidArgumentError,
+    PermissionDeniedError,
+    RedisUnavailableError,
+    ReplicationError,
+    WrongTypeError,
+)
+from redis_chat_history.operations import Plan
+
+T = TypeVar("T")
+
+_RESENDS = 3  # NOSCRIPT and MOVED each cost at most one more send
+
+
+@dataclass(frozen=True)
+class ReplicaWait:
+    """Return from a write only once ``replicas`` replicas acknowledged it (Redis WAIT).
+
+    Example::
+
+        RedisChatMessageHistory("s1", url, wait_for_replicas=1, wait_timeout=0.5)
+    """
+
+    replicas: int
+    timeout_ms: int
+
+    def __post_init__(self) -> None:
+        if (
+            not isinstance(self.replicas, int)
+            or isinstance(self.replicas, bool)
+            or self.replicas < 1
+        ):
+            raise InvalidArgumentError(
+                f"wait_for_replicas must be an int >= 1, got {self.replicas!r}"
+            )
+        if self.timeout_ms < 1:
+            raise InvalidArgumentError(
+                f"wait_timeout must be > 0 seconds, got {self.timeout_ms / 1000}"
+            )
+
+    def check(self, acknowledged: Any, key: str) -> None:
+        count = int(acknowledged)
+        if count < self.replicas:
+            raise ReplicationError(
+                f"write to {key!r} was applied on the master but only {count} of "
+                f"{self.replicas} replicas acknowledged it within {self.timeout_ms} ms",
+                acknowledged=count,
+                requested=self.replicas,
+            )
+
+
+def translate(
+    error: redis_errors.RedisError | Exception, provider: ClientProvider, key: str
+) -> ChatHistoryError:
+    """This package's error for a redis-py error, naming the key or server, never a password."""
+    text = provider.redact(str(error))
+    where = provider.address
+    if isinstance(error, (redis_errors.AuthenticationError, redis_errors.AuthorizationError)):
+        return PermissionDeniedError(f"Redis at {where} refused the credentials: {text}")
+    if isinstance(error, redis_errors.NoPermissionError):
+        return PermissionDeniedError(f"Redis at {where} refused an operation on {key!r}: {text}")
+    if isinstance(
+        error,
+        (
+            redis_errors.ConnectionError,
+            redis_errors.TimeoutError,
+            redis_errors.ClusterDownError,
+            redis_errors.TryAgainError,
+            redis_errors.RedisClusterException,
+            redis_errors.ReadOnlyError,
+            ConnectionError,
+            TimeoutError,
+        ),
+    ):
+        return RedisUnavailableError(f"cannot reach Redis at {where}: {text}")
+    if "WRONGTYPE" in text:
+        return WrongTypeError(
+            f"{key!r} holds a Redis value that is not a list, so it is not a chat history",
+            key=key,
+        )
+    return CommandError(f"Redis at {where} failed an operation on {key!r}: {text}")
+
+
+def _raise_first_error(replies: list[Any]) -> None:
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+
+
+def _send_sync(
+    client: SyncClient, args: tuple[Any, ...], key: str, wait: ReplicaWait | None
+) -> Any:
+    if wait is None:
+        return client.execute_command(*args)
+    # WAIT counts the writes of its own connection: send both through one pipeline.
+    target: Any = client
+    if isinstance(client, redis.cluster.RedisCluster):
+        target = client.get_node_from_key(key).redis_connection
+    pipe = target.pipeline(transaction=False)
+    pipe.execute_command(*args)
+    pipe.execute_command("WAIT", wait.replicas, wait.timeout_ms)
+    replies = pipe.execute(raise_on_error=False)
+    _raise_first_error(replies)
+    wait.check(replies[1], key)
+    return replies[0]
+
+
+async def _send_async(
+    client: AsyncClient, args: tuple[Any, ...], key: str, wait: ReplicaWait | None
+) -> Any:
+    if wait is None:
+        return await client.execute_command(*args)
+    if isinstance(client, redis.asyncio.cluster.RedisCluster):
+        node = client.get_node_from_key(key)
+        replies = await _async_cluster_node_pipeline(node, args, wait)
+    else:
+        pipe = client.pipeline(transaction=False)
+        pipe.execute_command(*args)
+        pipe.execute_command("WAIT", wait.replicas, wait.timeout_ms)
+        replies = await pipe.execute(raise_on_error=False)
+    _raise_first_error(replies)
+    wait.check(replies[1], key)
+    return replies[0]
+
+
+async def _async_cluster_node_pipeline(
+    node: Any, args: tuple[Any, ...], wait: ReplicaWait
+) -> list[Any]:
+    """Send the write and WAIT on one connection of a cluster node."""
+    connection = node.acquire_connection()
+    try:
+        await connection.send_packed_command(
+            connection.pack_commands([args, ("WAIT", wait.replicas, wait.timeout_ms)])
+        )
+        replies: list[Any] = []
+        for _ in range(2):
+            try:
+                replies.append(await connection.read_response())
+            except redis_errors.ResponseError as error:
+                replies.append(error)
+        return replies
+    finally:
+        node.release(connection)
+
+
+def run(provider: ClientProvider, plan: Plan[T], wait: ReplicaWait | None = None) -> T:
+    """Run ``plan`` with the shared sync client and return its parsed reply."""
+    args = plan.command.args
+    wait = wait if plan.writes else None
+    for _ in range(_RESENDS):
+        try:
+            reply = _send_sync(provider.sync(), args, plan.key, wait)
+        except redis_errors.NoScriptError:
+            args = plan.command.as_eval()
+            continue
+        except redis_errors.MovedError as error:
+            if provider.is_cluster:
+                raise translate(error, provider, plan.key) from error
+            provider.switch_to_cluster()
+            continue
+        except redis_errors.RedisError as error:
+            raise translate(error, provider, plan.key) from error
+        return plan.parse(reply)
+    raise CommandError(f"Redis kept refusing the operation on {plan.key!r}")
+
+
+async def arun(provider: ClientProvider, plan: Plan[T], wait: ReplicaWait | None = None) -> T:
+    """Run ``plan`` with the event loop's asyncio client and return its parsed reply."""
+    args = plan.command.args
+    wait = wait if plan.writes else None
+    for _ in range(_RESENDS):
+        try:
+            reply = await _send_async(await provider.async_(), args, plan.key, wait)
+        except redis_errors.NoScriptError:
+            args = plan.command.as_eval()
+            continue
+        except redis_errors.MovedError as error:
+            if provider.is_cluster:
+                raise translate(error, provider, plan.key) from error
+            provider.switch_to_cluster()
+            continue
+        except redis_errors.RedisError as error:
+            raise translate(error, provider, plan.key) from error
+        return plan.parse(reply)
+    raise CommandError(f"Redis kept refusing the operation on {plan.key!r}")
