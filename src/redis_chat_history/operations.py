@@ -14,6 +14,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import os
@@ -25,24 +26,25 @@ from typing import Any, Generic, TypeVar
 from langchain_core.messages import BaseMessage
 
 from redis_chat_history.codec import decode_newest_first
+from redis_chat_history.slots import same_slot_suffix
 
 T = TypeVar("T")
 
 #: How many recent write tokens a history remembers, and for how long.
-RECENT_TOKENS = 64
+RECENT_TOKENS = 16  # a retry follows its lost reply within seconds; 16 covers busy sessions
 TOKEN_TTL_MS = 600_000
 #: LPUSH at most this many values per call inside scripts (Lua's unpack has a stack limit).
 _PUSH_CHUNK = 1000
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Script:
     """A Lua script, sent as EVALSHA and, when the server lacks it, as EVAL."""
 
     name: str
     source: str
 
-    @property
+    @functools.cached_property
     def sha(self) -> str:
         return hashlib.sha1(self.source.encode()).hexdigest()
 
@@ -160,7 +162,7 @@ class _TokenSource:
             os.register_at_fork(after_in_child=self._reset)
 
     def _reset(self) -> None:
-        self._prefix = secrets.token_hex(8)
+        self._prefix = secrets.token_urlsafe(6)  # 8 characters, 48 random bits
         self._counter = itertools.count()
 
     def next(self) -> str:
@@ -181,8 +183,6 @@ def tokens_key(key: str) -> str:
     It starts with ``key`` (so an ACL on the prefix covers it) and hashes to the
     same Cluster slot (see :func:`redis_chat_history.slots.same_slot_suffix`).
     """
-    from redis_chat_history.slots import same_slot_suffix
-
     return f"{key}\x00w{same_slot_suffix(key)}"
 
 
