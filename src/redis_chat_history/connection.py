@@ -146,6 +146,10 @@ class RetryPolicy:
         if self.backoff_base < 0 or self.backoff_cap < 0:
             raise InvalidArgumentError("RetryPolicy backoff values must be >= 0")
 
+    def backoff(self, attempt: int) -> float:
+        """Seconds to wait before re-sending after the ``attempt``-th failover reply."""
+        return float(min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1)))
+
     def sync_retry(self) -> Retry:
         backoff = (
             ExponentialWithJitterBackoff(base=self.backoff_base, cap=self.backoff_cap)
@@ -522,7 +526,23 @@ class ClientProvider:
         if old is not None:
             old.close()
 
+    def reconnect_sync(self) -> None:
+        """After a failover: drop connections (Sentinel re-discovers) or re-read Cluster slots."""
+        client = self._sync
+        if isinstance(client, redis.cluster.RedisCluster):
+            client.nodes_manager.initialize()
+        elif client is not None:
+            client.connection_pool.disconnect()
+
     # -- async --------------------------------------------------------------
+    async def areconnect(self) -> None:
+        """Async :meth:`reconnect_sync` for the running loop's client."""
+        client = await self.async_()
+        if isinstance(client, redis.asyncio.cluster.RedisCluster):
+            await client.nodes_manager.initialize()
+        else:
+            await client.connection_pool.disconnect()
+
     async def async_(self) -> AsyncClient:
         """The asyncio client for the running event loop (one per loop, created on demand)."""
         if self._given_async is not None:

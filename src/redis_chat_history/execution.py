@@ -13,6 +13,8 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
+import time
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -36,6 +38,8 @@ from redis_chat_history.operations import Plan
 T = TypeVar("T")
 
 _RESENDS = 3  # NOSCRIPT and MOVED each cost at most one more send
+#: Replies of a node that is no longer the master (after a failover).
+_STALE_MARKERS = ("READONLY", "WAIT cannot be used with replica", "MASTERDOWN")
 
 
 @dataclass(frozen=True)
@@ -169,43 +173,79 @@ async def _async_cluster_node_pipeline(
         node.release(connection)
 
 
+def _is_stale_master(error: Exception) -> bool:
+    """The node answered as a replica: a failover moved the master (Sentinel, Cluster)."""
+    return isinstance(error, redis_errors.ReadOnlyError) or any(
+        marker in str(error) for marker in _STALE_MARKERS
+    )
+
+
+class _Attempts:
+    """Counts the re-sends of one call: script loads, cluster redirects, stale masters."""
+
+    def __init__(self, provider: ClientProvider, plan: Plan[Any]) -> None:
+        self.provider = provider
+        self.plan = plan
+        self.args = plan.command.args
+        self.resends = 0
+        self.stale = 0
+        #: True when the clients must reconnect (or re-read the cluster's slots) first.
+        self.reconnect = False
+
+    def next_after(self, error: redis_errors.RedisError) -> float | None:
+        """Seconds to wait before sending again, or None when ``error`` is final.
+
+        Re-sending a write is safe: its token makes the server apply it at most once.
+        """
+        self.reconnect = False
+        if isinstance(error, redis_errors.NoScriptError):
+            self.args = self.plan.command.as_eval()
+        elif isinstance(error, redis_errors.MovedError):
+            if self.provider.is_cluster:
+                self.reconnect = True  # a slot moved (failover, resharding): re-read the map
+            else:
+                self.provider.switch_to_cluster()
+        elif _is_stale_master(error) and self.stale < self.provider.policy.attempts:
+            self.stale += 1
+            self.reconnect = True
+            return self.provider.policy.backoff(self.stale)
+        else:
+            return None
+        self.resends += 1
+        return 0.0 if self.resends <= _RESENDS else None
+
+
 def run(provider: ClientProvider, plan: Plan[T], wait: ReplicaWait | None = None) -> T:
     """Run ``plan`` with the shared sync client and return its parsed reply."""
-    args = plan.command.args
+    attempts = _Attempts(provider, plan)
     wait = wait if plan.writes else None
-    for _ in range(_RESENDS):
+    while True:
         try:
-            reply = _send_sync(provider.sync(), args, plan.key, wait)
-        except redis_errors.NoScriptError:
-            args = plan.command.as_eval()
-            continue
-        except redis_errors.MovedError as error:
-            if provider.is_cluster:
-                raise translate(error, provider, plan.key) from error
-            provider.switch_to_cluster()
-            continue
+            reply = _send_sync(provider.sync(), attempts.args, plan.key, wait)
         except redis_errors.RedisError as error:
-            raise translate(error, provider, plan.key) from error
+            delay = attempts.next_after(error)
+            if delay is None:
+                raise translate(error, provider, plan.key) from error
+            if attempts.reconnect:
+                provider.reconnect_sync()  # Sentinel finds the new master, Cluster its slots
+                time.sleep(delay)
+            continue
         return plan.parse(reply)
-    raise CommandError(f"Redis kept refusing the operation on {plan.key!r}")
 
 
 async def arun(provider: ClientProvider, plan: Plan[T], wait: ReplicaWait | None = None) -> T:
     """Run ``plan`` with the event loop's asyncio client and return its parsed reply."""
-    args = plan.command.args
+    attempts = _Attempts(provider, plan)
     wait = wait if plan.writes else None
-    for _ in range(_RESENDS):
+    while True:
         try:
-            reply = await _send_async(await provider.async_(), args, plan.key, wait)
-        except redis_errors.NoScriptError:
-            args = plan.command.as_eval()
-            continue
-        except redis_errors.MovedError as error:
-            if provider.is_cluster:
-                raise translate(error, provider, plan.key) from error
-            provider.switch_to_cluster()
-            continue
+            reply = await _send_async(await provider.async_(), attempts.args, plan.key, wait)
         except redis_errors.RedisError as error:
-            raise translate(error, provider, plan.key) from error
+            delay = attempts.next_after(error)
+            if delay is None:
+                raise translate(error, provider, plan.key) from error
+            if attempts.reconnect:
+                await provider.areconnect()
+                await asyncio.sleep(delay)
+            continue
         return plan.parse(reply)
-    raise CommandError(f"Redis kept refusing the operation on {plan.key!r}")

@@ -1,0 +1,172 @@
+"""Every history operation on a real 6-node Redis Cluster, and a failover while writes run."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import Counter
+
+import pytest
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+
+from redis_chat_history import RedisChatMessageHistory, RedisUnavailableError, ReplicationError
+from redis_chat_history.slots import key_slot
+from tests.servers import Cluster
+
+
+def turn(i: int) -> list[BaseMessage]:
+    return [HumanMessage(f"question {i}"), AIMessage(f"answer {i}", id=f"a{i}")]
+
+
+@pytest.mark.parametrize("scheme", ["explicit", "detected"])
+def test_every_operation_on_cluster(cluster: Cluster, cluster_url: str, scheme: str) -> None:
+    url = cluster_url if scheme == "explicit" else cluster.plain_url
+    history = RedisChatMessageHistory("alice", url=url, ttl=600, max_messages=5)
+    history.add_messages(turn(1) + turn(2))
+    history.add_user_message("third")
+    assert [m.content for m in history.messages] == [
+        "question 1",
+        "answer 1",
+        "question 2",
+        "answer 2",
+        "third",
+    ][-5:]
+    history.add_ai_message("fourth")  # trimmed to the newest 5
+    assert [m.content for m in history.get_messages(limit=2)] == ["third", "fourth"]
+    assert history.count() == len(history) == 5
+    assert 590 < (history.expires_in() or 0) <= 600
+    assert [m.content for m in history.delete_last(2)] == ["third", "fourth"]
+    history.replace_messages([HumanMessage("summary")])
+    assert [m.content for m in history.messages] == ["summary"]
+    assert history.expire(100) is True and 90 < (history.expires_in() or 0) <= 100
+    assert history.persist() is True and history.expires_in() is None
+    history.clear()
+    assert history.messages == [] and history.count() == 0
+
+
+def test_async_operations_on_cluster(cluster_url: str) -> None:
+    history = RedisChatMessageHistory("bob", url=cluster_url, ttl=60)
+
+    async def scenario() -> list[str]:
+        await history.aadd_messages(turn(1))
+        await history.aadd_messages(turn(2))
+        assert await history.acount() == 4
+        removed = await history.adelete_last(1)
+        assert [m.content for m in removed] == ["answer 2"]
+        await history.areplace_messages([HumanMessage("x"), AIMessage("y")])
+        assert await history.aexpire(30) is True
+        assert 0 < (await history.aexpires_in() or 0) <= 30
+        messages = await history.aget_messages()
+        await history.aclear()
+        assert await history.acount() == 0
+        return [str(m.content) for m in messages]
+
+    assert asyncio.run(scenario()) == ["x", "y"]
+    assert asyncio.run(history.acount()) == 0  # a second event loop works too
+
+
+def test_sessions_spread_over_every_master(cluster: Cluster, cluster_url: str) -> None:
+    sessions = [f"user-{i}" for i in range(60)]
+    for session in sessions:
+        RedisChatMessageHistory(session, url=cluster_url).add_messages(turn(0))
+    holders = Counter()
+    for master in cluster.masters():
+        client = master.client()
+        try:
+            for session in sessions:
+                key = "message_store:" + session
+                # a master owns a slot if CLUSTER COUNTKEYSINSLOT finds the key there
+                if client.execute_command("CLUSTER", "COUNTKEYSINSLOT", key_slot(key)) and (
+                    client.exists(key)
+                ):
+                    holders[master.port] += 1
+        finally:
+            client.close()
+    assert len(holders) == 3 and sum(holders.values()) == len(sessions)
+    for session in sessions:
+        history = RedisChatMessageHistory(session, url=cluster_url)
+        assert [m.content for m in history.messages] == ["question 0", "answer 0"]
+
+
+def _write_loop(
+    histories: list[RedisChatMessageHistory],
+    acknowledged: list[str],
+    failed: list[str],
+    stop: threading.Event,
+) -> None:
+    i = 0
+    while not stop.is_set():
+        history = histories[i % len(histories)]
+        text = f"{history.session_id}/{i}"
+        try:
+            history.add_message(HumanMessage(text))
+            acknowledged.append(text)
+        except (RedisUnavailableError, ReplicationError):
+            failed.append(text)
+        i += 1
+
+
+def _stored(histories: list[RedisChatMessageHistory]) -> list[str]:
+    return [str(m.content) for history in histories for m in history.messages]
+
+
+def test_failover_while_writing_loses_and_duplicates_nothing(
+    cluster: Cluster, cluster_url: str
+) -> None:
+    histories = [RedisChatMessageHistory(f"fo-{i}", url=cluster_url) for i in range(12)]
+    acknowledged: list[str] = []
+    failed: list[str] = []
+    stop = threading.Event()
+    writer = threading.Thread(target=_write_loop, args=(histories, acknowledged, failed, stop))
+    writer.start()
+    try:
+        time.sleep(0.3)
+        before = len(acknowledged)
+        cluster.failover(cluster.masters()[0])
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        writer.join()
+    print(f"failover: {len(acknowledged)} acknowledged, {len(failed)} failed")
+    assert len(acknowledged) > before > 0
+    stored = _stored(histories)
+    counts = Counter(stored)
+    assert [text for text, n in counts.items() if n > 1] == []
+    assert set(acknowledged) <= set(stored)
+    assert set(stored) <= set(acknowledged) | set(failed)
+
+
+def test_master_killed_with_wait_for_replicas_loses_no_acknowledged_write(
+    cluster: Cluster, cluster_url: str
+) -> None:
+    histories = [
+        RedisChatMessageHistory(f"kill-{i}", url=cluster_url, wait_for_replicas=1, wait_timeout=2)
+        for i in range(12)
+    ]
+    acknowledged: list[str] = []
+    failed: list[str] = []
+    stop = threading.Event()
+    writer = threading.Thread(target=_write_loop, args=(histories, acknowledged, failed, stop))
+    writer.start()
+    victim = cluster.masters()[1]
+    try:
+        time.sleep(0.3)
+        victim.kill()
+        # the replica takes over after cluster-node-timeout; writes continue meanwhile
+        deadline = time.monotonic() + 30
+        while len(cluster.masters()) < 3 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        after = len(acknowledged)
+        time.sleep(1.0)
+    finally:
+        stop.set()
+        writer.join()
+        victim.restart()  # rejoins as a replica of its old slots' new master
+        cluster.wait_healthy()
+    print(f"kill: {len(acknowledged)} acknowledged, {len(failed)} failed")
+    assert len(acknowledged) > after
+    stored = _stored(histories)
+    counts = Counter(stored)
+    assert [text for text, n in counts.items() if n > 1] == []
+    assert set(acknowledged) <= set(stored)

@@ -1,0 +1,154 @@
+"""A server killed with SIGKILL mid-stream, and replies lost after the server applied a write.
+
+The guarantee under test (also in the README): every write the library acknowledged is
+stored exactly once; a write that raised may or may not be stored, never twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+
+import pytest
+from langchain_core.messages import HumanMessage
+
+from redis_chat_history import RedisChatMessageHistory, RedisUnavailableError, RetryPolicy
+from tests.proxy import ReplyDroppingProxy
+from tests.servers import Binary, RedisProcess, find_binaries
+
+NEWEST: Binary = find_binaries()[0]
+
+
+@pytest.fixture
+def durable_server() -> Iterator[RedisProcess]:
+    """appendonly yes, appendfsync always: what the server acknowledged is on disk."""
+    server = RedisProcess(NEWEST, persistent=True).start()
+    yield server
+    server.stop()
+
+
+def contents(history: RedisChatMessageHistory) -> list[str]:
+    return [str(m.content) for m in history.messages]
+
+
+def test_sigkill_mid_stream_keeps_every_acknowledged_write_once(
+    durable_server: RedisProcess,
+) -> None:
+    retry = RetryPolicy(attempts=2, backoff_base=0.01, backoff_cap=0.05, connect_timeout=0.5)
+    histories = [
+        RedisChatMessageHistory(f"s{i}", url=durable_server.url, retry=retry) for i in range(4)
+    ]
+    acknowledged: list[str] = []
+    failed: list[str] = []
+    stop = threading.Event()
+
+    def write() -> None:
+        i = 0
+        while not stop.is_set():
+            text = f"m{i}"
+            try:
+                histories[i % 4].add_message(HumanMessage(text))
+                acknowledged.append(text)
+            except RedisUnavailableError as error:
+                assert durable_server.address in str(error)
+                failed.append(text)
+                time.sleep(0.01)
+            i += 1
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        time.sleep(0.3)
+        durable_server.kill()
+        outage_start = len(acknowledged)
+        time.sleep(0.5)
+        outage_end = len(acknowledged)
+        durable_server.restart()
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        writer.join()
+    assert failed, "calls during the outage must fail with RedisUnavailableError"
+    assert outage_end - outage_start <= 1  # at most the write that was in flight
+    assert len(acknowledged) > outage_end  # the same objects work again after the restart
+    stored = [text for history in histories for text in contents(history)]
+    assert [text for text, n in Counter(stored).items() if n > 1] == []
+    assert set(acknowledged) <= set(stored)
+    assert set(stored) <= set(acknowledged) | set(failed)
+    for index, history in enumerate(histories):  # each history keeps its writer's order
+        numbers = [int(text[1:]) for text in contents(history)]
+        assert numbers == sorted(numbers) and all(n % 4 == index for n in numbers)
+
+
+def test_fail_fast_without_retries_then_recover_sync_and_async(
+    durable_server: RedisProcess,
+) -> None:
+    history = RedisChatMessageHistory(
+        "outage", url=durable_server.url, retry=RetryPolicy(attempts=0, connect_timeout=0.5)
+    )
+    history.add_user_message("before")
+
+    async def async_add(text: str) -> int:
+        await history.aadd_messages([HumanMessage(text)])
+        return await history.acount()
+
+    loop = asyncio.new_event_loop()
+    try:
+        assert loop.run_until_complete(async_add("before async")) == 2
+        durable_server.kill()
+        started = time.monotonic()
+        with pytest.raises(RedisUnavailableError) as raised:
+            history.add_user_message("during")
+        assert isinstance(raised.value, ConnectionError)
+        assert durable_server.address in str(raised.value)
+        with pytest.raises(RedisUnavailableError):
+            loop.run_until_complete(async_add("during async"))
+        assert time.monotonic() - started < 5  # no hidden retry loop
+        durable_server.restart()
+        history.add_user_message("after")
+        assert loop.run_until_complete(async_add("after async")) == 4
+    finally:
+        loop.close()
+    assert contents(history) == ["before", "before async", "after", "after async"]
+
+
+def test_bounded_retry_rides_out_a_short_outage(durable_server: RedisProcess) -> None:
+    retry = RetryPolicy(attempts=8, backoff_base=0.1, backoff_cap=0.5, connect_timeout=0.5)
+    history = RedisChatMessageHistory("ride", url=durable_server.url, retry=retry)
+    history.add_user_message("one")
+    durable_server.kill()
+    restarter = threading.Timer(0.4, durable_server.restart)
+    restarter.start()
+    try:
+        history.add_user_message("two")  # retried with backoff until the server is back
+    finally:
+        restarter.join()
+    assert contents(history) == ["one", "two"]
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_lost_reply_is_retried_without_duplicating(redis7: RedisProcess, mode: str) -> None:
+    proxy = ReplyDroppingProxy(redis7.port)
+    try:
+        history = RedisChatMessageHistory(
+            "lost-reply", url=proxy.url, ttl=60, retry=RetryPolicy(attempts=3, backoff_base=0.01)
+        )
+        if mode == "sync":
+            history.add_user_message("first")  # connected and warmed up
+            proxy.drop_next_reply()
+            history.add_messages([HumanMessage("second"), HumanMessage("third")])
+        else:
+
+            async def scenario() -> None:
+                await history.aadd_messages([HumanMessage("first")])
+                proxy.drop_next_reply()
+                await history.aadd_messages([HumanMessage("second"), HumanMessage("third")])
+
+            asyncio.run(scenario())
+        assert proxy.dropped == 1
+        assert contents(history) == ["first", "second", "third"]
+    finally:
+        proxy.close()
