@@ -19,13 +19,12 @@ from redis_chat_history import RedisChatMessageHistory, RedisUnavailableError, R
 from tests.proxy import ReplyDroppingProxy
 from tests.servers import Binary, RedisProcess, find_binaries
 
-NEWEST: Binary = find_binaries()[0]
 
-
-@pytest.fixture
-def durable_server() -> Iterator[RedisProcess]:
+@pytest.fixture(params=find_binaries(), ids=lambda binary: f"redis{binary.label}")
+def durable_server(request: pytest.FixtureRequest) -> Iterator[RedisProcess]:
     """appendonly yes, appendfsync always: what the server acknowledged is on disk."""
-    server = RedisProcess(NEWEST, persistent=True).start()
+    binary: Binary = request.param
+    server = RedisProcess(binary, persistent=True).start()
     yield server
     server.stop()
 
