@@ -50,6 +50,8 @@ AsyncClient = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
 Mode = Literal["auto", "standalone", "cluster", "sentinel"]
 
 _DEFAULT_PORT = 6379
+#: Connections per pool unless the url says ``max_connections``; more callers wait their turn.
+DEFAULT_MAX_CONNECTIONS = 64
 _DEFAULT_SENTINEL_PORT = 26379
 
 _SCHEMES: dict[str, tuple[Mode, bool]] = {
@@ -397,11 +399,31 @@ def build_sync_client(spec: ConnectionSpec, policy: RetryPolicy, mode: Mode) -> 
         nodes = [redis.cluster.ClusterNode(host, port) for host, port in spec.hosts]
         return redis.cluster.RedisCluster(startup_nodes=nodes, retry=retry, **kwargs)
     if spec.unix_socket_path:
-        return redis.Redis(
+        client = redis.Redis(
             unix_socket_path=spec.unix_socket_path, db=spec.db, retry=retry, **kwargs
         )
-    host, port = spec.hosts[0]
-    return redis.Redis(host=host, port=port, db=spec.db, retry=retry, **kwargs)
+    else:
+        host, port = spec.hosts[0]
+        client = redis.Redis(host=host, port=port, db=spec.db, retry=retry, **kwargs)
+    return redis.Redis.from_pool(
+        redis.BlockingConnectionPool(**_blocking_pool_kwargs(client.connection_pool, policy))
+    )
+
+
+def _blocking_pool_kwargs(pool: Any, policy: RetryPolicy) -> dict[str, Any]:
+    """The same connections in a pool that makes callers wait for a free connection.
+
+    redis-py's default pool raises "Too many connections" past its cap (1,000
+    concurrent async requests hit it); a blocking pool queues them instead.
+    """
+    kwargs = dict(pool.connection_kwargs)
+    limit = kwargs.pop("max_connections", None) or DEFAULT_MAX_CONNECTIONS
+    return {
+        "connection_class": pool.connection_class,
+        "max_connections": limit,
+        "timeout": policy.connect_timeout + (policy.socket_timeout or 0),
+        **kwargs,
+    }
 
 
 def build_async_client(spec: ConnectionSpec, policy: RetryPolicy, mode: Mode) -> AsyncClient:
@@ -420,11 +442,17 @@ def build_async_client(spec: ConnectionSpec, policy: RetryPolicy, mode: Mode) ->
         nodes = [redis.asyncio.cluster.ClusterNode(host, port) for host, port in spec.hosts]
         return redis.asyncio.cluster.RedisCluster(startup_nodes=nodes, retry=retry, **kwargs)
     if spec.unix_socket_path:
-        return redis.asyncio.Redis(
+        client = redis.asyncio.Redis(
             unix_socket_path=spec.unix_socket_path, db=spec.db, retry=retry, **kwargs
         )
-    host, port = spec.hosts[0]
-    return redis.asyncio.Redis(host=host, port=port, db=spec.db, retry=retry, **kwargs)
+    else:
+        host, port = spec.hosts[0]
+        client = redis.asyncio.Redis(host=host, port=port, db=spec.db, retry=retry, **kwargs)
+    return redis.asyncio.Redis.from_pool(
+        redis.asyncio.BlockingConnectionPool(
+            **_blocking_pool_kwargs(client.connection_pool, policy)
+        )
+    )
 
 
 def _is_cluster_reply(info: dict[str, Any]) -> bool:
@@ -454,6 +482,9 @@ class ClientProvider:
         self._sync = sync_client
         self._given_async = async_client
         self._async_by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncClient] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._async_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
             weakref.WeakKeyDictionary()
         )
         if spec is not None:
@@ -554,14 +585,21 @@ class ClientProvider:
             )
         loop = asyncio.get_running_loop()
         client = self._async_by_loop.get(loop)
-        if client is None:
-            if self.mode == "auto":
-                mode = await self._detect_async()
-                with self._lock:
-                    if self.mode == "auto":
-                        self.mode = mode
-            client = build_async_client(self.spec, self.policy, self.mode)
-            self._async_by_loop[loop] = client
+        if client is not None:
+            return client
+        lock = self._async_locks.get(loop)
+        if lock is None:
+            lock = self._async_locks[loop] = asyncio.Lock()
+        async with lock:  # a thousand first calls at once build one client, probe once
+            client = self._async_by_loop.get(loop)
+            if client is None:
+                if self.mode == "auto":
+                    mode = await self._detect_async()
+                    with self._lock:
+                        if self.mode == "auto":
+                            self.mode = mode
+                client = build_async_client(self.spec, self.policy, self.mode)
+                self._async_by_loop[loop] = client
         return client
 
     async def _detect_async(self) -> Mode:

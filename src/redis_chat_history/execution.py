@@ -89,6 +89,11 @@ def translate(
         return PermissionDeniedError(f"Redis at {where} refused the credentials: {text}")
     if isinstance(error, redis_errors.NoPermissionError):
         return PermissionDeniedError(f"Redis at {where} refused an operation on {key!r}: {text}")
+    if isinstance(error, redis_errors.MaxConnectionsError) or "No connection available" in text:
+        return RedisUnavailableError(
+            f"every pooled connection to Redis at {where} stayed busy; raise max_connections "
+            f"in the url or lower the concurrency: {text}"
+        )
     if isinstance(
         error,
         (
