@@ -15,6 +15,7 @@ from redis_chat_history.errors import (
     CommandError,
     CorruptHistoryError,
     EmbeddedServerError,
+    ImportFormatError,
     InvalidArgumentError,
     InvalidArgumentTypeError,
     InvalidURLError,
@@ -25,21 +26,26 @@ from redis_chat_history.errors import (
     WrongTypeError,
 )
 from redis_chat_history.history import RedisChatMessageHistory
+from redis_chat_history.store import RedisChatStore, StoreStats, TransferResult
 
 __all__ = [
     "ChatHistoryError",
     "CommandError",
     "CorruptHistoryError",
     "EmbeddedServerError",
+    "ImportFormatError",
     "InvalidArgumentError",
     "InvalidArgumentTypeError",
     "InvalidURLError",
     "MessageEncodeError",
     "PermissionDeniedError",
     "RedisChatMessageHistory",
+    "RedisChatStore",
     "RedisUnavailableError",
     "ReplicationError",
     "RetryPolicy",
+    "StoreStats",
+    "TransferResult",
     "WrongTypeError",
     "close_shared_clients",
     "parse_url",

@@ -40,6 +40,15 @@ class MessageEncodeError(ChatHistoryError, TypeError):
         self.position = position
 
 
+class ImportFormatError(InvalidArgumentError):
+    """A line of an import file is not a message of the export format."""
+
+    def __init__(self, message: str, *, line: int, session_id: str | None = None) -> None:
+        super().__init__(message)
+        self.line = line
+        self.session_id = session_id
+
+
 class CorruptHistoryError(ChatHistoryError, ValueError):
     """A stored list element is not a valid message (the history is never silently shortened)."""
 

@@ -33,6 +33,8 @@ T = TypeVar("T")
 #: How many recent write tokens a history remembers, and for how long.
 RECENT_TOKENS = 16  # a retry follows its lost reply within seconds; 16 covers busy sessions
 TOKEN_TTL_MS = 600_000
+#: A staging list of an import or copy expires after an hour if never committed.
+STAGING_TTL_MS = 3_600_000
 #: LPUSH at most this many values per call inside scripts (Lua's unpack has a stack limit).
 _PUSH_CHUNK = 1000
 
@@ -148,7 +150,54 @@ return length
 """,
 )
 
-SCRIPTS = (APPEND, DELETE_LAST, REPLACE)
+DELETE = Script(
+    "delete",
+    """
+-- KEYS[1] history list, KEYS[2] its write tokens; replies 1 when the history existed
+local existed = redis.call('DEL', KEYS[1])
+redis.call('DEL', KEYS[2])
+return existed
+""",
+)
+
+STAGE = Script(
+    "stage",
+    f"""
+-- KEYS[1] a staging list; ARGV[1..] encoded messages, oldest first. Staging lists
+-- expire by themselves, so an import that dies half-way leaves nothing behind.
+for first = 1, #ARGV, {_PUSH_CHUNK} do
+  redis.call('LPUSH', KEYS[1], unpack(ARGV, first, math.min(first + {_PUSH_CHUNK - 1}, #ARGV)))
+end
+redis.call('PEXPIRE', KEYS[1], {STAGING_TTL_MS})
+return redis.call('LLEN', KEYS[1])
+""",
+)
+
+COMMIT = Script(
+    "commit",
+    """
+-- KEYS[1] staging list, KEYS[2] history; ARGV[1] '1' to overwrite a non-empty history,
+-- ARGV[2] expiry in ms (0 = none). Replies 1 when written, 0 when the history was kept.
+if ARGV[1] ~= '1' and redis.call('LLEN', KEYS[2]) > 0 then
+  redis.call('DEL', KEYS[1])
+  return 0
+end
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('DEL', KEYS[2])
+  return 1
+end
+redis.call('RENAME', KEYS[1], KEYS[2])
+local ms = tonumber(ARGV[2])
+if ms > 0 then
+  redis.call('PEXPIRE', KEYS[2], ms)
+else
+  redis.call('PERSIST', KEYS[2])
+end
+return 1
+""",
+)
+
+SCRIPTS = (APPEND, DELETE_LAST, REPLACE, DELETE, STAGE, COMMIT)
 
 
 # ---------------------------------------------------------------------------
@@ -184,6 +233,23 @@ def tokens_key(key: str) -> str:
     same Cluster slot (see :func:`redis_chat_history.slots.same_slot_suffix`).
     """
     return f"{key}\x00w{same_slot_suffix(key)}"
+
+
+def staging_key(key: str) -> str:
+    """Where an import or copy of history ``key`` is assembled before one atomic RENAME."""
+    return f"{key}\x00i{same_slot_suffix(key)}"
+
+
+def is_companion_key(key: str) -> bool:
+    """True for a write-token or staging key (never a session of its own)."""
+    for marker in ("\x00w", "\x00i"):
+        start = key.rfind(marker)
+        while start > 0:
+            base = key[:start]
+            if key == f"{base}{marker}{same_slot_suffix(base)}":
+                return True
+            start = key.rfind(marker, 0, start)
+    return False
 
 
 # ---------------------------------------------------------------------------
@@ -270,3 +336,44 @@ def _parse_ttl(reply: Any) -> float | None:
 def expires_in_plan(key: str) -> Plan[float | None]:
     """Seconds until the history expires; None when it never expires (or does not exist)."""
     return Plan(Command(("PTTL", key)), key, _parse_ttl)
+
+
+def delete_plan(key: str) -> Plan[bool]:
+    """Delete the history and its write tokens; True when the history existed."""
+    return Plan(Command.call(DELETE, [key, tokens_key(key)], []), key, bool, writes=True)
+
+
+def oldest_window_plan(key: str, start: int, count: int) -> Plan[list[bytes]]:
+    """Raw elements ``start .. start+count-1`` counted from the oldest, oldest first.
+
+    Indexes from the tail stay valid while new messages are pushed at the head,
+    so a long history can be streamed in windows while it is being written.
+    """
+
+    def parse(reply: Any) -> list[bytes]:
+        return list(reversed(reply))
+
+    return Plan(Command(("LRANGE", key, -(start + count), -(start + 1))), key, parse)
+
+
+def pttl_plan(key: str) -> Plan[int]:
+    """Milliseconds until ``key`` expires: -1 never, -2 no such key."""
+    return Plan(Command(("PTTL", key)), key, int)
+
+
+def stage_plan(key: str, encoded: Sequence[bytes]) -> Plan[int]:
+    """Append a batch (oldest first) to the staging list of history ``key``."""
+    return Plan(Command.call(STAGE, [staging_key(key)], list(encoded)), key, int, writes=True)
+
+
+def discard_stage_plan(key: str) -> Plan[int]:
+    """Drop the staging list of history ``key`` (after a failed import)."""
+    return Plan(Command(("DEL", staging_key(key))), key, int, writes=True)
+
+
+def commit_stage_plan(key: str, *, overwrite: bool, expire_ms: int) -> Plan[bool]:
+    """Atomically make the staged list the history; False when a non-empty one was kept."""
+    command = Command.call(
+        COMMIT, [staging_key(key), key], ["1" if overwrite else "0", max(0, expire_ms)]
+    )
+    return Plan(command, key, bool, writes=True)

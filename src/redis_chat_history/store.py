@@ -1,0 +1,297 @@
+"""Many conversations: the store holds the shared clients and finds, counts and deletes sessions.
+
+Example::
+
+    from redis_chat_history import RedisChatStore
+
+    store = RedisChatStore(url="redis://localhost:6379/0", ttl=86400)
+    chain = RunnableWithMessageHistory(llm_chain, store.history)   # a history per session
+    for session_id in store.sessions(match="user-42:"):             # SCAN, never KEYS
+        print(session_id, store.history(session_id).count())
+    store.delete("user-42:old")
+    store.export("backup.jsonl")                                    # see transfer.py
+
+Session ids are matched literally: ``match`` is a prefix of the session id, and glob
+characters (``* ? [ ] \\``) in it, in a session id or in the key prefix never widen the
+match into other sessions.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterable, Iterator
+from dataclasses import dataclass
+from typing import IO, Any
+
+from redis import exceptions as redis_errors
+
+from redis_chat_history import operations
+from redis_chat_history.connection import AsyncClient, RetryPolicy, SyncClient
+from redis_chat_history.execution import arun, run, translate
+from redis_chat_history.history import (
+    DEFAULT_KEY_PREFIX,
+    DEFAULT_URL,
+    RedisChatMessageHistory,
+    make_provider,
+    validate_session_id,
+    validate_settings,
+)
+
+_SCAN_COUNT = 1000
+_STATS_BATCH = 500
+_GLOB_SPECIALS = frozenset("*?[]\\")
+
+
+def glob_escape(text: str) -> str:
+    """``text`` as a SCAN MATCH pattern that matches only itself.
+
+    Example::
+
+        >>> glob_escape("a*b[1]")
+        'a\\\\*b\\\\[1\\\\]'
+    """
+    return "".join("\\" + char if char in _GLOB_SPECIALS else char for char in text)
+
+
+@dataclass(frozen=True)
+class StoreStats:
+    """What ``store.stats()`` counts. ``memory_bytes`` is None when MEMORY USAGE is not allowed."""
+
+    sessions: int
+    messages: int
+    memory_bytes: int | None
+
+
+@dataclass(frozen=True)
+class TransferResult:
+    """Outcome of an import or a copy."""
+
+    sessions_written: int
+    sessions_skipped: int
+    messages: int
+
+
+class RedisChatStore:
+    """The histories of one Redis deployment under one key prefix, sharing clients.
+
+    Takes the history's settings (``ttl``, ``max_messages``, ``compress``, ...), which
+    every history it returns uses. Building a store does no network I/O.
+    """
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        key_prefix: str = DEFAULT_KEY_PREFIX,
+        ttl: int | None = None,
+        max_messages: int | None = None,
+        *,
+        client: SyncClient | None = None,
+        async_client: AsyncClient | None = None,
+        compress: bool = False,
+        wait_for_replicas: int | None = None,
+        wait_timeout: float = 1.0,
+        retry: RetryPolicy | None = None,
+        skip_corrupt: bool = False,
+    ) -> None:
+        validate_settings(
+            key_prefix=key_prefix,
+            ttl=ttl,
+            max_messages=max_messages,
+            wait_for_replicas=wait_for_replicas,
+            wait_timeout=wait_timeout,
+        )
+        self.key_prefix = key_prefix
+        self.ttl = ttl
+        self.max_messages = max_messages
+        self.compress = bool(compress)
+        self.wait_for_replicas = wait_for_replicas
+        self.wait_timeout = wait_timeout
+        self.skip_corrupt = bool(skip_corrupt)
+        self._url = url
+        self._provider = make_provider(url, client, async_client, retry)
+
+    @property
+    def display(self) -> str:
+        """Where the data lives, without credentials."""
+        return self._provider.display
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(url={self.display!r}, key_prefix={self.key_prefix!r})"
+
+    def history(self, session_id: str) -> RedisChatMessageHistory:
+        """The history of ``session_id``, sharing this store's clients and settings.
+
+        Fits ``RunnableWithMessageHistory(chain, store.history)``.
+        """
+        return RedisChatMessageHistory(
+            session_id,
+            self._url if isinstance(self._url, str) else DEFAULT_URL,
+            self.key_prefix,
+            self.ttl,
+            max_messages=self.max_messages,
+            compress=self.compress,
+            wait_for_replicas=self.wait_for_replicas,
+            wait_timeout=self.wait_timeout,
+            skip_corrupt=self.skip_corrupt,
+            _provider=self._provider,
+        )
+
+    def key(self, session_id: str) -> str:
+        return self.key_prefix + validate_session_id(session_id)
+
+    # -- listing ------------------------------------------------------------------
+    def _pattern(self, match: str | None) -> tuple[str, str]:
+        if match is not None and not isinstance(match, str):
+            raise TypeError(f"match must be a str or None, got {type(match).__name__}")
+        literal = self.key_prefix + (match or "")
+        return literal, glob_escape(literal) + "*"
+
+    def _session_of(self, raw: bytes | str, literal: str) -> str | None:
+        key = raw.decode("utf-8", "surrogateescape") if isinstance(raw, bytes) else raw
+        if not key.startswith(literal) or operations.is_companion_key(key):
+            return None
+        session_id = key[len(self.key_prefix) :]
+        return session_id or None
+
+    def sessions(self, match: str | None = None) -> Iterator[str]:
+        """Session ids under the key prefix (those starting with ``match``), via SCAN.
+
+        On a cluster every master is scanned. Order is arbitrary; a session written
+        while the scan runs may or may not be listed.
+        """
+        literal, pattern = self._pattern(match)
+        try:
+            # RedisCluster.scan_iter walks every master, one cursor per node.
+            client = self._provider.sync()
+            for raw in client.scan_iter(match=pattern, count=_SCAN_COUNT, _type="list"):
+                session_id = self._session_of(raw, literal)
+                if session_id is not None:
+                    yield session_id
+        except redis_errors.RedisError as error:
+            raise translate(error, self._provider, pattern) from error
+
+    def count_sessions(self, match: str | None = None) -> int:
+        """How many sessions :meth:`sessions` lists."""
+        return sum(1 for _ in self.sessions(match))
+
+    async def asessions(self, match: str | None = None) -> AsyncIterator[str]:
+        """Async :meth:`sessions`."""
+        literal, pattern = self._pattern(match)
+        try:
+            client = await self._provider.async_()
+            async for raw in client.scan_iter(match=pattern, count=_SCAN_COUNT, _type="list"):
+                session_id = self._session_of(raw, literal)
+                if session_id is not None:
+                    yield session_id
+        except redis_errors.RedisError as error:
+            raise translate(error, self._provider, pattern) from error
+
+    async def acount_sessions(self, match: str | None = None) -> int:
+        """Async :meth:`count_sessions`."""
+        count = 0
+        async for _ in self.asessions(match):
+            count += 1
+        return count
+
+    # -- deleting -----------------------------------------------------------------
+    def delete(self, *session_ids: str) -> int:
+        """Delete these sessions (and their write tokens); returns how many existed."""
+        keys = [self.key(session_id) for session_id in session_ids]
+        return sum(run(self._provider, operations.delete_plan(key)) for key in keys)
+
+    async def adelete(self, *session_ids: str) -> int:
+        """Async :meth:`delete`."""
+        keys = [self.key(session_id) for session_id in session_ids]
+        return sum([await arun(self._provider, operations.delete_plan(key)) for key in keys])
+
+    # -- statistics ---------------------------------------------------------------
+    def stats(self, match: str | None = None) -> StoreStats:
+        """Sessions, messages and the Redis memory their keys use (MEMORY USAGE)."""
+        client = self._provider.sync()
+        sessions = messages = memory = 0
+        memory_allowed = True
+        batch: list[str] = []
+
+        def flush() -> None:
+            nonlocal messages, memory, memory_allowed
+            pipe = client.pipeline(transaction=False)
+            for key in batch:
+                pipe.llen(key)
+                if memory_allowed:
+                    pipe.memory_usage(key, samples=0)
+            replies = pipe.execute(raise_on_error=False)
+            step = 2 if memory_allowed else 1
+            for index in range(0, len(replies), step):
+                length = replies[index]
+                if isinstance(length, Exception):
+                    raise length
+                messages += int(length)
+                if memory_allowed:
+                    usage = replies[index + 1]
+                    if isinstance(usage, redis_errors.NoPermissionError):
+                        memory_allowed = False
+                    elif isinstance(usage, Exception):
+                        raise usage
+                    else:
+                        memory += int(usage or 0)
+            batch.clear()
+
+        try:
+            for session_id in self.sessions(match):
+                sessions += 1
+                batch.append(self.key_prefix + session_id)
+                if len(batch) >= _STATS_BATCH:
+                    flush()
+            if batch:
+                flush()
+        except redis_errors.RedisError as error:
+            raise translate(error, self._provider, self.key_prefix) from error
+        return StoreStats(sessions, messages, memory if memory_allowed else None)
+
+    async def astats(self, match: str | None = None) -> StoreStats:
+        """Async :meth:`stats` (message counts; memory via the sync path is not repeated)."""
+        sessions = messages = 0
+        async for session_id in self.asessions(match):
+            sessions += 1
+            messages += await arun(
+                self._provider, operations.count_plan(self.key_prefix + session_id)
+            )
+        return StoreStats(sessions, messages, None)
+
+    # -- export, import, copy (transfer.py) ----------------------------------------
+    def export(
+        self,
+        file: str | os.PathLike[str] | IO[Any],
+        session_ids: Iterable[str] | None = None,
+        *,
+        progress: Any = None,
+    ) -> int:
+        """Write sessions (all when None) as JSON Lines; returns the number of messages."""
+        from redis_chat_history.transfer import export_sessions
+
+        return export_sessions(self, file, session_ids, progress=progress)
+
+    def import_(
+        self,
+        file: str | os.PathLike[str] | IO[Any],
+        *,
+        overwrite: bool = False,
+        progress: Any = None,
+    ) -> TransferResult:
+        """Read a JSON Lines export; non-empty sessions are kept unless ``overwrite``."""
+        from redis_chat_history.transfer import import_sessions
+
+        return import_sessions(self, file, overwrite=overwrite, progress=progress)
+
+    def copy_to(
+        self,
+        other: RedisChatStore,
+        session_ids: Iterable[str] | None = None,
+        *,
+        overwrite: bool = False,
+        progress: Any = None,
+    ) -> TransferResult:
+        """Copy sessions (all when None) to another store, TTLs kept."""
+        from redis_chat_history.transfer import copy_sessions
+
+        return copy_sessions(self, other, session_ids, overwrite=overwrite, progress=progress)
