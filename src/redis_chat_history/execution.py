@@ -38,6 +38,8 @@ from redis_chat_history.operations import Plan
 T = TypeVar("T")
 
 _RESENDS = 3  # NOSCRIPT and MOVED each cost at most one more send
+#: What redis-py raises (RedisClusterException is not a RedisError subclass).
+REDIS_ERRORS = (redis_errors.RedisError, redis_errors.RedisClusterException)
 #: Replies of a node that is no longer the master (after a failover).
 _STALE_MARKERS = ("READONLY", "WAIT cannot be used with replica", "MASTERDOWN")
 
@@ -197,7 +199,7 @@ class _Attempts:
         #: True when the clients must reconnect (or re-read the cluster's slots) first.
         self.reconnect = False
 
-    def next_after(self, error: redis_errors.RedisError) -> float | None:
+    def next_after(self, error: Exception) -> float | None:
         """Seconds to wait before sending again, or None when ``error`` is final.
 
         Re-sending a write is safe: its token makes the server apply it at most once.
@@ -227,7 +229,7 @@ def run(provider: ClientProvider, plan: Plan[T], wait: ReplicaWait | None = None
     while True:
         try:
             reply = _send_sync(provider.sync(), attempts.args, plan.key, wait)
-        except redis_errors.RedisError as error:
+        except REDIS_ERRORS as error:
             delay = attempts.next_after(error)
             if delay is None:
                 raise translate(error, provider, plan.key) from error
@@ -245,7 +247,7 @@ async def arun(provider: ClientProvider, plan: Plan[T], wait: ReplicaWait | None
     while True:
         try:
             reply = await _send_async(await provider.async_(), attempts.args, plan.key, wait)
-        except redis_errors.RedisError as error:
+        except REDIS_ERRORS as error:
             delay = attempts.next_after(error)
             if delay is None:
                 raise translate(error, provider, plan.key) from error

@@ -27,7 +27,7 @@ from redis import exceptions as redis_errors
 
 from redis_chat_history import operations
 from redis_chat_history.connection import AsyncClient, RetryPolicy, SyncClient
-from redis_chat_history.execution import arun, run, translate
+from redis_chat_history.execution import REDIS_ERRORS, arun, run, translate
 from redis_chat_history.history import (
     DEFAULT_KEY_PREFIX,
     DEFAULT_URL,
@@ -167,7 +167,7 @@ class RedisChatStore:
                 session_id = self._session_of(raw, literal)
                 if session_id is not None:
                     yield session_id
-        except redis_errors.RedisError as error:
+        except REDIS_ERRORS as error:
             raise translate(error, self._provider, pattern) from error
 
     def count_sessions(self, match: str | None = None) -> int:
@@ -183,7 +183,7 @@ class RedisChatStore:
                 session_id = self._session_of(raw, literal)
                 if session_id is not None:
                     yield session_id
-        except redis_errors.RedisError as error:
+        except REDIS_ERRORS as error:
             raise translate(error, self._provider, pattern) from error
 
     async def acount_sessions(self, match: str | None = None) -> int:
@@ -244,7 +244,7 @@ class RedisChatStore:
                     flush()
             if batch:
                 flush()
-        except redis_errors.RedisError as error:
+        except REDIS_ERRORS as error:
             raise translate(error, self._provider, self.key_prefix) from error
         return StoreStats(sessions, messages, memory if memory_allowed else None)
 
