@@ -373,10 +373,11 @@ def _connection_kwargs(spec: ConnectionSpec, policy: RetryPolicy) -> dict[str, A
     return kwargs
 
 
-def _sentinel_kwargs(spec: ConnectionSpec, policy: RetryPolicy) -> dict[str, Any]:
+def _sentinel_kwargs(spec: ConnectionSpec, policy: RetryPolicy, retry: Any) -> dict[str, Any]:
     """Connection options for the sentinels themselves (same TLS, own credentials if given)."""
     options = dict(spec.options)
     kwargs = _connection_kwargs(spec, policy)
+    kwargs["retry"] = retry  # the policy's, not redis-py's default of 3 retries per sentinel
     kwargs.pop("db", None)
     kwargs.pop("client_name", None)
     if "sentinel_username" in options or "sentinel_password" in options:
@@ -391,7 +392,7 @@ def build_sync_client(spec: ConnectionSpec, policy: RetryPolicy, mode: Mode) -> 
     retry = policy.sync_retry()
     if mode == "sentinel":
         sentinel = redis.sentinel.Sentinel(
-            list(spec.hosts), sentinel_kwargs=_sentinel_kwargs(spec, policy), **kwargs
+            list(spec.hosts), sentinel_kwargs=_sentinel_kwargs(spec, policy, retry), **kwargs
         )
         return cast(redis.Redis, sentinel.master_for(spec.service_name, db=spec.db, retry=retry))
     if mode == "cluster":
@@ -432,7 +433,7 @@ def build_async_client(spec: ConnectionSpec, policy: RetryPolicy, mode: Mode) ->
     retry = policy.async_retry()
     if mode == "sentinel":
         sentinel = redis.asyncio.sentinel.Sentinel(
-            list(spec.hosts), sentinel_kwargs=_sentinel_kwargs(spec, policy), **kwargs
+            list(spec.hosts), sentinel_kwargs=_sentinel_kwargs(spec, policy, retry), **kwargs
         )
         return cast(
             redis.asyncio.Redis, sentinel.master_for(spec.service_name, db=spec.db, retry=retry)

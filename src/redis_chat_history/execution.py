@@ -21,7 +21,9 @@ from typing import Any, TypeVar
 import redis
 import redis.asyncio.cluster
 import redis.cluster
+import redis.sentinel
 from redis import exceptions as redis_errors
+from redis.asyncio.sentinel import MasterNotFoundError as AsyncMasterNotFoundError
 
 from redis_chat_history.connection import AsyncClient, ClientProvider, SyncClient
 from redis_chat_history.errors import (
@@ -91,6 +93,12 @@ def translate(
         return PermissionDeniedError(f"Redis at {where} refused the credentials: {text}")
     if isinstance(error, redis_errors.NoPermissionError):
         return PermissionDeniedError(f"Redis at {where} refused an operation on {key!r}: {text}")
+    if isinstance(error, (redis.sentinel.MasterNotFoundError, AsyncMasterNotFoundError)):
+        service = provider.spec.service_name if provider.spec else "?"
+        return RedisUnavailableError(
+            f"cannot reach Redis through the sentinels at {where}: none named a master "
+            f"for service {service!r}"
+        )
     if isinstance(error, redis_errors.MaxConnectionsError) or "No connection available" in text:
         return RedisUnavailableError(
             f"every pooled connection to Redis at {where} stayed busy; raise max_connections "
