@@ -35,6 +35,8 @@ RECENT_TOKENS = 16  # a retry follows its lost reply within seconds; 16 covers b
 TOKEN_TTL_MS = 600_000
 #: A staging list of an import or copy expires after an hour if never committed.
 STAGING_TTL_MS = 3_600_000
+#: Bytes of recent tokens kept: at least RECENT_TOKENS of the longest (24 characters + '|').
+_TOKENS_BYTES = RECENT_TOKENS * 25
 #: LPUSH at most this many values per call inside scripts (Lua's unpack has a stack limit).
 _PUSH_CHUNK = 1000
 
@@ -85,16 +87,24 @@ class Plan(Generic[T]):
 APPEND = Script(
     "append",
     f"""
--- KEYS[1] history list, KEYS[2] recent write tokens of that history
+-- KEYS[1] history list, KEYS[2] recent write tokens of that history ('|t1|t2|...|')
 -- ARGV[1] write token ('' for none), ARGV[2] ttl seconds (0 = leave as is),
 -- ARGV[3] keep newest N (0 = all), ARGV[4..] encoded messages, oldest first
 local token = ARGV[1]
-if token ~= '' and redis.call('LPOS', KEYS[2], token) then
-  return {{0, redis.call('LLEN', KEYS[1])}}
+local recent = false
+if token ~= '' then
+  recent = redis.call('GET', KEYS[2])
+  if recent and string.find(recent, '|' .. token .. '|', 1, true) then
+    return {{0, redis.call('LLEN', KEYS[1])}}
+  end
 end
 local length = 0
-for first = 4, #ARGV, {_PUSH_CHUNK} do
-  length = redis.call('LPUSH', KEYS[1], unpack(ARGV, first, math.min(first + {_PUSH_CHUNK - 1}, #ARGV)))
+if #ARGV <= {_PUSH_CHUNK + 3} then
+  length = redis.call('LPUSH', KEYS[1], unpack(ARGV, 4))
+else
+  for first = 4, #ARGV, {_PUSH_CHUNK} do
+    length = redis.call('LPUSH', KEYS[1], unpack(ARGV, first, math.min(first + {_PUSH_CHUNK - 1}, #ARGV)))
+  end
 end
 local keep = tonumber(ARGV[3])
 if keep > 0 and length > keep then
@@ -106,9 +116,11 @@ if ttl > 0 then
   redis.call('EXPIRE', KEYS[1], ttl)
 end
 if token ~= '' then
-  redis.call('LPUSH', KEYS[2], token)
-  redis.call('LTRIM', KEYS[2], 0, {RECENT_TOKENS - 1})
-  redis.call('PEXPIRE', KEYS[2], {TOKEN_TTL_MS})
+  recent = '|' .. token .. (recent or '|')
+  if #recent > {_TOKENS_BYTES} then
+    recent = string.match(string.sub(recent, 1, {_TOKENS_BYTES}), '^(.*|)')
+  end
+  redis.call('SET', KEYS[2], recent, 'PX', {TOKEN_TTL_MS})
 end
 return {{1, length}}
 """,
