@@ -21,7 +21,7 @@ from redis_chat_history import (
 from tests.servers import Cluster, RedisProcess, find_binaries, free_port
 
 #: What the library needs, and nothing else (also printed in the README).
-HISTORY_COMMANDS = "evalsha eval lrange llen lpush lpos ltrim del expire pexpire persist pttl"
+HISTORY_COMMANDS = "evalsha eval lrange llen lpush ltrim del expire pexpire persist pttl get set"
 STORE_COMMANDS = "scan exists rename"
 CLUSTER_COMMANDS = "cluster|slots cluster|shards command"  # topology, key positions
 PASSWORD = "pw-XYZ-s3cret"
@@ -200,3 +200,17 @@ def test_password_never_in_repr_errors_or_logs(
     shown += [record.getMessage() for record in caplog.records]
     assert all(PASSWORD not in text for text in shown), [t for t in shown if PASSWORD in t]
     assert any("***" in text for text in shown[:4])
+
+
+def test_a_command_missing_from_the_acl_is_a_permission_error(redis7: RedisProcess) -> None:
+    client = redis7.client()
+    try:
+        set_user(client, HISTORY_COMMANDS.replace(" set", ""))  # scripts cannot SET the tokens
+        url = f"redis://chat:{PASSWORD}@127.0.0.1:{redis7.port}/0"
+        history = RedisChatMessageHistory("s", url=url)
+        with pytest.raises(PermissionDeniedError, match="'message_store:s'"):
+            history.add_user_message("x")
+        assert client.exists("message_store:s") == 0  # nothing half-written
+    finally:
+        client.execute_command("ACL", "DELUSER", "chat")
+        client.close()

@@ -91,7 +91,7 @@ def translate(
     where = provider.address
     if isinstance(error, (redis_errors.AuthenticationError, redis_errors.AuthorizationError)):
         return PermissionDeniedError(f"Redis at {where} refused the credentials: {text}")
-    if isinstance(error, redis_errors.NoPermissionError):
+    if isinstance(error, redis_errors.NoPermissionError) or "can't run this command" in text:
         return PermissionDeniedError(f"Redis at {where} refused an operation on {key!r}: {text}")
     if isinstance(error, (redis.sentinel.MasterNotFoundError, AsyncMasterNotFoundError)):
         service = provider.spec.service_name if provider.spec else "?"

@@ -97,6 +97,12 @@ if token ~= '' then
   if recent and string.find(recent, '|' .. token .. '|', 1, true) then
     return {{0, redis.call('LLEN', KEYS[1])}}
   end
+  -- remember the token first: if this user may not write it, nothing is written
+  recent = '|' .. token .. (recent or '|')
+  if #recent > {_TOKENS_BYTES} then
+    recent = string.match(string.sub(recent, 1, {_TOKENS_BYTES}), '^(.*|)')
+  end
+  redis.call('SET', KEYS[2], recent, 'PX', {TOKEN_TTL_MS})
 end
 local length = 0
 if #ARGV <= {_PUSH_CHUNK + 3} then
@@ -114,13 +120,6 @@ end
 local ttl = tonumber(ARGV[2])
 if ttl > 0 then
   redis.call('EXPIRE', KEYS[1], ttl)
-end
-if token ~= '' then
-  recent = '|' .. token .. (recent or '|')
-  if #recent > {_TOKENS_BYTES} then
-    recent = string.match(string.sub(recent, 1, {_TOKENS_BYTES}), '^(.*|)')
-  end
-  redis.call('SET', KEYS[2], recent, 'PX', {TOKEN_TTL_MS})
 end
 return {{1, length}}
 """,
