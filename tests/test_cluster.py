@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections import Counter
 
 import pytest
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 
-from redis_chat_history import RedisChatMessageHistory, RedisUnavailableError, ReplicationError
+from redis_chat_history import RedisChatMessageHistory
 from redis_chat_history.slots import key_slot
 from tests.servers import Cluster
+from tests.writers import WriteStream
 
 
 def turn(i: int) -> list[BaseMessage]:
@@ -89,52 +89,18 @@ def test_sessions_spread_over_every_master(cluster: Cluster, cluster_url: str) -
         assert [m.content for m in history.messages] == ["question 0", "answer 0"]
 
 
-def _write_loop(
-    histories: list[RedisChatMessageHistory],
-    acknowledged: list[str],
-    failed: list[str],
-    stop: threading.Event,
-) -> None:
-    i = 0
-    while not stop.is_set():
-        history = histories[i % len(histories)]
-        text = f"{history.session_id}/{i}"
-        try:
-            history.add_message(HumanMessage(text))
-            acknowledged.append(text)
-        except (RedisUnavailableError, ReplicationError):
-            failed.append(text)
-        i += 1
-
-
-def _stored(histories: list[RedisChatMessageHistory]) -> list[str]:
-    return [str(m.content) for history in histories for m in history.messages]
-
-
 def test_failover_while_writing_loses_and_duplicates_nothing(
     cluster: Cluster, cluster_url: str
 ) -> None:
     histories = [RedisChatMessageHistory(f"fo-{i}", url=cluster_url) for i in range(12)]
-    acknowledged: list[str] = []
-    failed: list[str] = []
-    stop = threading.Event()
-    writer = threading.Thread(target=_write_loop, args=(histories, acknowledged, failed, stop))
-    writer.start()
-    try:
+    with WriteStream(histories, pause_after_error=0) as stream:
         time.sleep(0.3)
-        before = len(acknowledged)
+        before = len(stream.acknowledged)
         cluster.failover(cluster.masters()[0])
         time.sleep(0.3)
-    finally:
-        stop.set()
-        writer.join()
-    print(f"failover: {len(acknowledged)} acknowledged, {len(failed)} failed")
-    assert len(acknowledged) > before > 0
-    stored = _stored(histories)
-    counts = Counter(stored)
-    assert [text for text, n in counts.items() if n > 1] == []
-    assert set(acknowledged) <= set(stored)
-    assert set(stored) <= set(acknowledged) | set(failed)
+    print(f"failover: {len(stream.acknowledged)} acknowledged, {len(stream.failed)} failed")
+    assert len(stream.acknowledged) > before > 0
+    stream.check_exactly_once()
 
 
 def test_master_killed_with_wait_for_replicas_loses_no_acknowledged_write(
@@ -144,29 +110,20 @@ def test_master_killed_with_wait_for_replicas_loses_no_acknowledged_write(
         RedisChatMessageHistory(f"kill-{i}", url=cluster_url, wait_for_replicas=1, wait_timeout=2)
         for i in range(12)
     ]
-    acknowledged: list[str] = []
-    failed: list[str] = []
-    stop = threading.Event()
-    writer = threading.Thread(target=_write_loop, args=(histories, acknowledged, failed, stop))
-    writer.start()
     victim = cluster.masters()[1]
     try:
-        time.sleep(0.3)
-        victim.kill()
-        # the replica takes over after cluster-node-timeout; writes continue meanwhile
-        deadline = time.monotonic() + 30
-        while len(cluster.masters()) < 3 and time.monotonic() < deadline:
-            time.sleep(0.1)
-        after = len(acknowledged)
-        time.sleep(1.0)
+        with WriteStream(histories, pause_after_error=0) as stream:
+            time.sleep(0.3)
+            victim.kill()
+            # the replica takes over after cluster-node-timeout; writes continue meanwhile
+            deadline = time.monotonic() + 30
+            while len(cluster.masters()) < 3 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            after = len(stream.acknowledged)
+            time.sleep(1.0)
     finally:
-        stop.set()
-        writer.join()
         victim.restart()  # rejoins as a replica of its old slots' new master
         cluster.wait_healthy()
-    print(f"kill: {len(acknowledged)} acknowledged, {len(failed)} failed")
-    assert len(acknowledged) > after
-    stored = _stored(histories)
-    counts = Counter(stored)
-    assert [text for text, n in counts.items() if n > 1] == []
-    assert set(acknowledged) <= set(stored)
+    print(f"kill: {len(stream.acknowledged)} acknowledged, {len(stream.failed)} failed")
+    assert len(stream.acknowledged) > after
+    stream.check_exactly_once()

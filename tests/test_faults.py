@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections import Counter
 from collections.abc import Iterator
 
 import pytest
@@ -18,6 +17,7 @@ from langchain_core.messages import HumanMessage
 from redis_chat_history import RedisChatMessageHistory, RedisUnavailableError, RetryPolicy
 from tests.proxy import ReplyDroppingProxy
 from tests.servers import Binary, RedisProcess, find_binaries
+from tests.writers import WriteStream
 
 
 @pytest.fixture(params=find_binaries(), ids=lambda binary: f"redis{binary.label}")
@@ -40,46 +40,19 @@ def test_sigkill_mid_stream_keeps_every_acknowledged_write_once(
     histories = [
         RedisChatMessageHistory(f"s{i}", url=durable_server.url, retry=retry) for i in range(4)
     ]
-    acknowledged: list[str] = []
-    failed: list[str] = []
-    stop = threading.Event()
-
-    def write() -> None:
-        i = 0
-        while not stop.is_set():
-            text = f"m{i}"
-            try:
-                histories[i % 4].add_message(HumanMessage(text))
-                acknowledged.append(text)
-            except RedisUnavailableError as error:
-                assert durable_server.address in str(error)
-                failed.append(text)
-                time.sleep(0.01)
-            i += 1
-
-    writer = threading.Thread(target=write)
-    writer.start()
-    try:
+    with WriteStream(histories) as stream:
         time.sleep(0.3)
         durable_server.kill()
-        outage_start = len(acknowledged)
+        outage_start = len(stream.acknowledged)
         time.sleep(0.5)
-        outage_end = len(acknowledged)
+        outage_end = len(stream.acknowledged)
         durable_server.restart()
         time.sleep(0.5)
-    finally:
-        stop.set()
-        writer.join()
-    assert failed, "calls during the outage must fail with RedisUnavailableError"
+    assert stream.failed, "calls during the outage must fail with RedisUnavailableError"
+    assert all(durable_server.address in str(error) for error in stream.errors)
     assert outage_end - outage_start <= 1  # at most the write that was in flight
-    assert len(acknowledged) > outage_end  # the same objects work again after the restart
-    stored = [text for history in histories for text in contents(history)]
-    assert [text for text, n in Counter(stored).items() if n > 1] == []
-    assert set(acknowledged) <= set(stored)
-    assert set(stored) <= set(acknowledged) | set(failed)
-    for index, history in enumerate(histories):  # each history keeps its writer's order
-        numbers = [int(text[1:]) for text in contents(history)]
-        assert numbers == sorted(numbers) and all(n % 4 == index for n in numbers)
+    assert len(stream.acknowledged) > outage_end  # the same objects work again afterwards
+    stream.check_exactly_once()
 
 
 def test_fail_fast_without_retries_then_recover_sync_and_async(

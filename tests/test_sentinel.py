@@ -6,20 +6,18 @@ Also ``wait_for_replicas``: a write returns only after replicas acknowledged it.
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
-from collections import Counter
 
 import pytest
 from langchain_core.messages import HumanMessage
 
 from redis_chat_history import (
     RedisChatMessageHistory,
-    RedisUnavailableError,
     ReplicationError,
     RetryPolicy,
 )
 from tests.servers import SentinelGroup, wait_until
+from tests.writers import WriteStream
 
 RETRY = RetryPolicy(attempts=3, backoff_base=0.05, backoff_cap=0.3, connect_timeout=1)
 
@@ -96,26 +94,8 @@ def test_failover_during_writes_histories_follow_the_new_master(
     ]
     for history in histories:
         history.clear()
-    acknowledged: list[str] = []
-    failed: list[str] = []
-    stop = threading.Event()
-
-    def write() -> None:
-        i = 0
-        while not stop.is_set():
-            text = f"m{i}"
-            try:
-                histories[i % 4].add_message(HumanMessage(text))
-                acknowledged.append(text)
-            except (RedisUnavailableError, ReplicationError):
-                failed.append(text)
-                time.sleep(0.02)
-            i += 1
-
     old_master = sentinel_group.master_address()
-    writer = threading.Thread(target=write)
-    writer.start()
-    try:
+    with WriteStream(histories, pause_after_error=0.02) as stream:
         time.sleep(0.3)
         sentinel = sentinel_group._sentinel_client(sentinel_group.sentinel_ports[0])
         try:
@@ -125,17 +105,11 @@ def test_failover_during_writes_histories_follow_the_new_master(
         wait_until(lambda: sentinel_group.master_address() != old_master, 30, "failover")
         new_master = sentinel_group.master_address()
         # the old master rejoins as a replica; then WAIT succeeds again
-        wait_until(lambda: len(acknowledged) > 0 and _replicated(sentinel_group), 30, "replica")
-        after = len(acknowledged)
-        wait_until(lambda: len(acknowledged) > after + 20, 30, "writes on the new master")
-    finally:
-        stop.set()
-        writer.join()
+        wait_until(lambda: _replicated(sentinel_group), 30, "a replica of the new master")
+        after = len(stream.acknowledged)
+        wait_until(lambda: len(stream.acknowledged) > after + 20, 30, "writes on the new master")
     assert new_master != old_master
-    stored = [text for history in histories for text in contents(history)]
-    assert [text for text, n in Counter(stored).items() if n > 1] == []
-    assert set(acknowledged) <= set(stored)
-    assert set(stored) <= set(acknowledged) | set(failed)
+    stream.check_exactly_once()
 
     async def async_after() -> int:  # async clients follow the new master too
         await histories[0].aadd_messages([HumanMessage("async after failover")])
