@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter
 
@@ -11,7 +12,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 
 from redis_chat_history import RedisChatMessageHistory
 from redis_chat_history.slots import key_slot
-from tests.servers import Cluster
+from tests.servers import Cluster, RedisProcess
 from tests.writers import WriteStream
 
 
@@ -127,3 +128,46 @@ def test_master_killed_with_wait_for_replicas_loses_no_acknowledged_write(
     print(f"kill: {len(stream.acknowledged)} acknowledged, {len(stream.failed)} failed")
     assert len(stream.acknowledged) > after
     stream.check_exactly_once()
+
+
+def test_slot_migration_while_writing_loses_and_duplicates_nothing(
+    cluster: Cluster, cluster_url: str
+) -> None:
+    """Reshard the slot of a busy session to another master while it is being written."""
+    history = RedisChatMessageHistory("migrating", url=cluster_url)
+    history.add_user_message("m-1")  # so the key exists before the move
+    slot = key_slot(history.key)
+    masters = cluster.masters()
+    source = next(m for m in masters if _owns(m, slot))
+    target = next(m for m in masters if m is not source)
+    source_id, target_id = Cluster._node_id(source), Cluster._node_id(target)
+    with WriteStream([history], pause_after_error=0) as stream:
+        time.sleep(0.2)
+        with contextlib.closing(target.client()) as dst, contextlib.closing(source.client()) as src:
+            dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)
+            src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
+            time.sleep(0.2)  # writes meet the slot half-moved (ASK / TRYAGAIN)
+            while keys := src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100):
+                src.execute_command("MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", *keys)
+            for node in cluster.masters():
+                with contextlib.closing(node.client()) as client:
+                    client.execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
+        moved = len(stream.acknowledged)
+        time.sleep(0.3)
+    assert len(stream.acknowledged) > moved  # writes go on at the new owner
+    assert _owns(target, slot) and not _owns(source, slot)
+    stored = [m.content for m in history.messages]
+    assert stored[0] == "m-1" and stored.count("m-1") == 1
+    acknowledged = set(stream.acknowledged)
+    assert acknowledged <= set(stored[1:])
+    assert len(stored[1:]) == len(set(stored[1:]))
+    assert set(stored[1:]) <= acknowledged | set(stream.failed)
+
+
+def _owns(node: RedisProcess, slot: int) -> bool:
+    """Whether CLUSTER SLOTS, as ``node`` sees it, names ``node`` the master of ``slot``."""
+    with contextlib.closing(node.client()) as client:
+        for first, last, master, *_replicas in client.execute_command("CLUSTER", "SLOTS"):
+            if int(first) <= slot <= int(last):
+                return int(master[1]) == node.port
+    return False
