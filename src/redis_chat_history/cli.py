@@ -28,7 +28,7 @@ from typing import IO, Annotated, Any
 
 import orjson
 import typer
-from langchain_core.messages import AIMessage, BaseMessage, ToolMessage, message_to_dict
+from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
@@ -41,7 +41,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from redis_chat_history.codec import message_payload
+from redis_chat_history.codec import encode_message
 from redis_chat_history.connection import redact_url
 from redis_chat_history.embedded import DEFAULT_DATA_DIR, start_embedded
 from redis_chat_history.errors import (
@@ -186,9 +186,9 @@ def render(messages: list[BaseMessage], first_position: int = 0) -> None:
 
 
 def _json_line(session_id: str, position: int, message: BaseMessage) -> bytes:
-    payload = message_payload(message)
-    line = {"session_id": session_id, "position": position, **payload}
-    return orjson.dumps(line, default=lambda value: message_to_dict(value)["data"])
+    """The export format's line for ``message`` (so ``show --json`` output can be imported)."""
+    payload = orjson.loads(encode_message(message))  # the stored form, defaults left out
+    return orjson.dumps({"session_id": session_id, "position": position, **payload})
 
 
 @contextmanager
