@@ -187,8 +187,9 @@ def render(messages: list[BaseMessage], first_position: int = 0) -> None:
 
 def _json_line(session_id: str, position: int, message: BaseMessage) -> bytes:
     """The export format's line for ``message`` (so ``show --json`` output can be imported)."""
-    payload = orjson.loads(encode_message(message))  # the stored form, defaults left out
-    return orjson.dumps({"session_id": session_id, "position": position, **payload})
+    head = orjson.dumps({"session_id": session_id, "position": position})
+    stored = encode_message(message)  # '{"type":...,"data":...}', defaults left out
+    return head[:-1] + b"," + stored[1:]
 
 
 @contextmanager
