@@ -27,7 +27,7 @@ import redis.asyncio
 from langchain_core.messages import BaseMessage, message_to_dict, messages_from_dict
 
 from redis_chat_history import RedisChatMessageHistory
-from redis_chat_history.connection import shared_provider
+from redis_chat_history.provider import shared_provider
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)  # "langchain-community is being sunset"

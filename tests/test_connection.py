@@ -8,7 +8,7 @@ import pytest
 from langchain_core.messages import HumanMessage
 
 from redis_chat_history import InvalidURLError, RedisChatMessageHistory, parse_url
-from redis_chat_history.connection import redact_url
+from redis_chat_history.urls import redact_url
 from tests.servers import RedisProcess
 
 

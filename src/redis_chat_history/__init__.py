@@ -9,7 +9,6 @@ Every history the old class stored reads back equal, and the old class reads
 what this package writes (unless ``compress=True``).
 """
 
-from redis_chat_history.connection import RetryPolicy, close_shared_clients, parse_url
 from redis_chat_history.errors import (
     ChatHistoryError,
     CommandError,
@@ -26,7 +25,10 @@ from redis_chat_history.errors import (
     WrongTypeError,
 )
 from redis_chat_history.history import RedisChatMessageHistory
+from redis_chat_history.provider import close_shared_clients
+from redis_chat_history.retry import RetryPolicy
 from redis_chat_history.store import RedisChatStore, StoreStats, TransferResult
+from redis_chat_history.urls import parse_url
 
 __all__ = [
     "ChatHistoryError",

@@ -42,7 +42,6 @@ from rich.progress import (
 from rich.table import Table
 
 from redis_chat_history.codec import encode_message
-from redis_chat_history.connection import redact_url
 from redis_chat_history.embedded import DEFAULT_DATA_DIR, start_embedded
 from redis_chat_history.errors import (
     ChatHistoryError,
@@ -51,6 +50,7 @@ from redis_chat_history.errors import (
 )
 from redis_chat_history.history import DEFAULT_KEY_PREFIX
 from redis_chat_history.store import RedisChatStore
+from redis_chat_history.urls import redact_url
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2

@@ -25,7 +25,7 @@ import redis.sentinel
 from redis import exceptions as redis_errors
 from redis.asyncio.sentinel import MasterNotFoundError as AsyncMasterNotFoundError
 
-from redis_chat_history.connection import AsyncClient, ClientProvider, SyncClient
+from redis_chat_history.clients import AsyncClient, SyncClient
 from redis_chat_history.errors import (
     ChatHistoryError,
     CommandError,
@@ -36,6 +36,7 @@ from redis_chat_history.errors import (
     WrongTypeError,
 )
 from redis_chat_history.operations import Plan
+from redis_chat_history.provider import ClientProvider
 
 T = TypeVar("T")
 

@@ -24,18 +24,13 @@ from langchain_core.chat_history import BaseChatMessageHistory
 from langchain_core.messages import BaseMessage
 
 from redis_chat_history import operations
+from redis_chat_history.clients import AsyncClient, SyncClient
 from redis_chat_history.codec import encode_messages
-from redis_chat_history.connection import (
-    DEFAULT_RETRY,
-    AsyncClient,
-    ClientProvider,
-    RetryPolicy,
-    SyncClient,
-    redact_url,
-    shared_provider,
-)
 from redis_chat_history.errors import InvalidArgumentError, InvalidArgumentTypeError
 from redis_chat_history.execution import ReplicaWait, arun, run
+from redis_chat_history.provider import ClientProvider, shared_provider
+from redis_chat_history.retry import DEFAULT_RETRY, RetryPolicy
+from redis_chat_history.urls import redact_url
 
 logger = logging.getLogger("redis_chat_history")
 

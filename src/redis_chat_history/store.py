@@ -26,7 +26,7 @@ from typing import IO, Any
 from redis import exceptions as redis_errors
 
 from redis_chat_history import operations
-from redis_chat_history.connection import AsyncClient, RetryPolicy, SyncClient
+from redis_chat_history.clients import AsyncClient, SyncClient
 from redis_chat_history.execution import REDIS_ERRORS, arun, run, translate
 from redis_chat_history.history import (
     DEFAULT_KEY_PREFIX,
@@ -36,6 +36,7 @@ from redis_chat_history.history import (
     validate_session_id,
     validate_settings,
 )
+from redis_chat_history.retry import RetryPolicy
 
 _SCAN_COUNT = 1000
 _STATS_BATCH = 500

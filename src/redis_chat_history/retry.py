@@ -1,0 +1,109 @@
+"""How a call is retried: one :class:`RetryPolicy` for the sync and the asyncio path.
+
+:mod:`redis_chat_history.execution` applies it to every call: when the server cannot be
+reached, a request is re-sent after a backoff with jitter (redis-py's
+``ExponentialWithJitterBackoff``), at most ``attempts`` times. A write is re-sent only
+when that is safe: its request never left this process, or the write is idempotent
+(every write the package sends with scripts carries a writer token the server checks).
+
+Example::
+
+    RedisChatMessageHistory("s1", url, retry=RetryPolicy(attempts=0))  # fail fast
+    RedisChatMessageHistory("s1", url, retry=RetryPolicy(attempts=8, backoff_cap=2.0))
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from redis.backoff import ExponentialWithJitterBackoff
+
+from redis_chat_history.errors import InvalidArgumentError
+
+#: Re-sends a call may make besides connection retries: a script load (NOSCRIPT), a slot
+#: redirect (MOVED or ASK) and a switch to Cluster, each at most once per call.
+EXTRA_SENDS = 3
+
+
+def _check_seconds(name: str, value: object, *, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        raise InvalidArgumentError(
+            f"RetryPolicy.{name} must be a finite number >= 0, got {value!r}"
+        )
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How calls are retried when the server cannot be reached (sync and async alike).
+
+    Args:
+        attempts: re-sends after a connection failure or a failover reply (0: fail fast).
+        backoff_base / backoff_cap: the n-th re-send waits a random time up to
+            ``min(backoff_cap, backoff_base * 2**n)`` seconds.
+        connect_timeout: seconds to open a connection.
+        socket_timeout: seconds to wait for a reply (None: wait as long as it takes).
+
+    Example::
+
+        RedisChatMessageHistory("s1", url, retry=RetryPolicy(attempts=0))  # fail fast
+    """
+
+    attempts: int = 3
+    backoff_base: float = 0.05
+    backoff_cap: float = 1.0
+    connect_timeout: float = 5.0
+    socket_timeout: float | None = 10.0
+
+    def __post_init__(self) -> None:
+        if (
+            isinstance(self.attempts, bool)
+            or not isinstance(self.attempts, int)
+            or self.attempts < 0
+        ):
+            raise InvalidArgumentError(
+                f"RetryPolicy.attempts must be an int >= 0, got {self.attempts!r}"
+            )
+        _check_seconds("backoff_base", self.backoff_base)
+        _check_seconds("backoff_cap", self.backoff_cap)
+        _check_seconds("connect_timeout", self.connect_timeout)
+        _check_seconds("socket_timeout", self.socket_timeout, allow_none=True)
+        if self.connect_timeout == 0 or self.socket_timeout == 0:
+            raise InvalidArgumentError("RetryPolicy timeouts must be > 0 seconds")
+
+    def backoff(self, failures: int) -> float:
+        """Seconds to wait before the ``failures``-th re-send (full jitter, capped)."""
+        return float(
+            ExponentialWithJitterBackoff(cap=self.backoff_cap, base=self.backoff_base).compute(
+                failures - 1
+            )
+        )
+
+    @property
+    def pool_timeout(self) -> float:
+        """Seconds a call waits for a free pooled connection before it fails."""
+        return self.connect_timeout + (self.socket_timeout or 0)
+
+    @property
+    def longest_call_seconds(self) -> float:
+        """An upper bound of the time between a call's first send and its last re-send.
+
+        The server remembers a write's token at least this long after applying it, so a
+        re-send that arrives late is still recognised (see operations.py, writer tokens).
+        A policy without a socket timeout has no bound: ten minutes are used.
+        """
+        if self.socket_timeout is None:
+            return 600.0
+        sends = 1 + 2 * self.attempts + EXTRA_SENDS
+        per_send = self.pool_timeout + self.connect_timeout + self.socket_timeout
+        return sends * (per_send + self.backoff_cap)
+
+
+DEFAULT_RETRY = RetryPolicy()
