@@ -12,7 +12,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 
 from redis_chat_history import RedisChatMessageHistory
 from redis_chat_history.slots import key_slot
-from tests.servers import Cluster, RedisProcess
+from tests.servers import Cluster, RedisProcess, wait_until
 from tests.writers import WriteStream
 
 
@@ -121,7 +121,7 @@ def test_master_killed_with_wait_for_replicas_loses_no_acknowledged_write(
             while len(cluster.masters()) < 3 and time.monotonic() < deadline:
                 time.sleep(0.1)
             after = len(stream.acknowledged)
-            time.sleep(1.0)
+            wait_until(lambda: len(stream.acknowledged) > after, 30, "writes acknowledged again")
     finally:
         victim.restart()  # rejoins as a replica of its old slots' new master
         cluster.wait_healthy()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
 import pytest
 from langchain_core.messages import HumanMessage
@@ -11,6 +13,7 @@ from redis_chat_history import (
     CorruptHistoryError,
     InvalidURLError,
     RedisChatMessageHistory,
+    RedisChatStore,
     RedisUnavailableError,
     RetryPolicy,
     WrongTypeError,
@@ -115,15 +118,66 @@ def test_corrupt_elements_name_key_and_position(
     assert len(warnings) == 2 and all("message_store:c" in w for w in warnings)
 
 
-def test_wrong_redis_type_names_the_key(redis_url: str, redis_server: RedisProcess) -> None:
+def test_every_operation_on_a_wrong_type_key_raises_and_changes_nothing(
+    redis_url: str, redis_server: RedisProcess
+) -> None:
+    """A key holding a string or a hash is refused by every operation, sync and async."""
     client = redis_server.client()
+    client.set("message_store:str", "not a list", ex=500)
+    client.hset("message_store:hash", "field", "value")
+    store = RedisChatStore(url=redis_url, ttl=60, max_messages=3)
+    message = [HumanMessage("x")]
+
+    def sync_calls(history: RedisChatMessageHistory) -> list[Callable[[], object]]:
+        return [
+            lambda: history.messages,
+            lambda: history.get_messages(limit=2),
+            lambda: history.add_messages(message),
+            history.count,
+            history.clear,
+            history.delete_last,
+            lambda: history.replace_messages(message),
+            lambda: history.replace_messages([]),
+            lambda: history.expire(10),
+            history.persist,
+            history.expires_in,
+            lambda: store.delete(history.session_id),
+        ]
+
+    def async_calls(history: RedisChatMessageHistory) -> list[Callable[[], Awaitable[object]]]:
+        return [
+            history.aget_messages,
+            lambda: history.aadd_messages(message),
+            history.acount,
+            history.aclear,
+            history.adelete_last,
+            lambda: history.areplace_messages(message),
+            lambda: history.aexpire(10),
+            history.apersist,
+            history.aexpires_in,
+            lambda: store.adelete(history.session_id),
+        ]
+
+    async def expect_async(history: RedisChatMessageHistory, kind: str) -> int:
+        raised = 0
+        for call in async_calls(history):
+            with pytest.raises(WrongTypeError, match=f"holds a Redis {kind}"):
+                await call()
+            raised += 1
+        return raised
+
     try:
-        client.set("message_store:str", "not a list")
+        for session_id, kind in (("str", "string"), ("hash", "hash")):
+            history = store.history(session_id)
+            for call in sync_calls(history):
+                with pytest.raises(WrongTypeError) as raised:
+                    call()
+                assert f"'message_store:{session_id}' holds a Redis {kind}" in str(raised.value)
+                assert raised.value.key == f"message_store:{session_id}"
+            assert asyncio.run(expect_async(history, kind)) == 10
+        assert client.get("message_store:str") == b"not a list"
+        assert 400 < client.ttl("message_store:str") <= 500
+        assert client.hgetall("message_store:hash") == {b"field": b"value"}
+        assert client.ttl("message_store:hash") == -1
     finally:
         client.close()
-    history = RedisChatMessageHistory("str", url=redis_url)
-    for call in (lambda: history.messages, lambda: history.add_user_message("x"), history.count):
-        with pytest.raises(
-            WrongTypeError, match="'message_store:str' holds a Redis value that is not a list"
-        ):
-            call()

@@ -21,7 +21,9 @@ from redis_chat_history import (
 from tests.servers import Cluster, RedisProcess, find_binaries, free_port
 
 #: What the library needs, and nothing else (also printed in the README).
-HISTORY_COMMANDS = "evalsha eval lrange llen lpush ltrim del expire pexpire persist pttl get set"
+HISTORY_COMMANDS = (
+    "evalsha eval lrange llen lpush ltrim del expire pexpire persist pttl get set time"
+)
 STORE_COMMANDS = "scan exists rename"
 CLUSTER_COMMANDS = "cluster|slots cluster|shards command"  # topology, key positions
 PASSWORD = "pw-XYZ-s3cret"
@@ -202,10 +204,10 @@ def test_password_never_in_repr_errors_or_logs(
     assert any("***" in text for text in shown[:4])
 
 
-def test_a_command_missing_from_the_acl_is_a_permission_error(redis7: RedisProcess) -> None:
+def test_a_list_command_missing_from_the_acl_is_a_permission_error(redis7: RedisProcess) -> None:
     client = redis7.client()
     try:
-        set_user(client, HISTORY_COMMANDS.replace(" set", ""))  # scripts cannot SET the tokens
+        set_user(client, HISTORY_COMMANDS.replace(" lpush", ""))
         url = f"redis://chat:{PASSWORD}@127.0.0.1:{redis7.port}/0"
         history = RedisChatMessageHistory("s", url=url)
         with pytest.raises(PermissionDeniedError, match="'message_store:s'"):

@@ -21,7 +21,7 @@ import redis.asyncio.retry
 import redis.asyncio.sentinel
 import redis.cluster
 import redis.sentinel
-from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
+from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from redis_chat_history.retry import RetryPolicy
@@ -34,13 +34,9 @@ AsyncClient = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
 DEFAULT_MAX_CONNECTIONS = 64
 
 
-def _retry(policy: RetryPolicy, kind: Any) -> Any:
-    backoff = (
-        ExponentialWithJitterBackoff(base=policy.backoff_base, cap=policy.backoff_cap)
-        if policy.attempts
-        else NoBackoff()
-    )
-    return kind(backoff, policy.attempts)
+def _no_retry(kind: Any) -> Any:
+    """redis-py's retry switched off: execution.py applies the RetryPolicy to every call."""
+    return kind(NoBackoff(), 0)
 
 
 def _connection_kwargs(spec: ConnectionSpec, policy: RetryPolicy) -> dict[str, Any]:
@@ -102,7 +98,7 @@ def _blocking_pool_kwargs(pool: Any, spec: ConnectionSpec, policy: RetryPolicy) 
 def build_sync_client(spec: ConnectionSpec, policy: RetryPolicy, mode: Mode) -> SyncClient:
     """Create (without connecting) the sync client for ``spec`` in ``mode``."""
     kwargs = _connection_kwargs(spec, policy)
-    retry = _retry(policy, Retry)
+    retry = _no_retry(Retry)
     if mode == "sentinel":
         kwargs.pop("max_connections", None)
         sentinel = redis.sentinel.Sentinel(
@@ -128,7 +124,7 @@ def build_sync_client(spec: ConnectionSpec, policy: RetryPolicy, mode: Mode) -> 
 def build_async_client(spec: ConnectionSpec, policy: RetryPolicy, mode: Mode) -> AsyncClient:
     """Create (without connecting) the asyncio client for ``spec`` in ``mode``."""
     kwargs = _connection_kwargs(spec, policy)
-    retry = _retry(policy, redis.asyncio.retry.Retry)
+    retry = _no_retry(redis.asyncio.retry.Retry)
     if mode == "sentinel":
         kwargs.pop("max_connections", None)
         sentinel = redis.asyncio.sentinel.Sentinel(

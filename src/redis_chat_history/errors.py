@@ -67,6 +67,19 @@ class RedisUnavailableError(ChatHistoryError, ConnectionError):
     """The Redis server cannot be reached (names host:port, never credentials)."""
 
 
+class PoolExhaustedError(RedisUnavailableError):
+    """Every pooled connection stayed busy for the pool's timeout (names the pool size)."""
+
+
+class WriteOutcomeUnknownError(RedisUnavailableError):
+    """The connection failed after a write that cannot be safely re-sent was sent.
+
+    The write may or may not have been applied (it is never applied twice by this
+    package). Only writes without a writer token raise it: the plain commands used
+    when the server refuses scripts.
+    """
+
+
 class PermissionDeniedError(ChatHistoryError, PermissionError):
     """The Redis user lacks a permission (ACL) the operation needs."""
 

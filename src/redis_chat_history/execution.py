@@ -1,9 +1,16 @@
-"""Running a :class:`~redis_chat_history.operations.Plan`: a few lines of sync code, a few of async.
+"""Running a :class:`~redis_chat_history.operations.Plan`: one set of rules, sync and async.
 
-Both shells do the same things in the same order: send the plan's command (EVAL
-when the server does not know the script yet), optionally WAIT for replicas on
-the same connection, switch to Cluster on a MOVED reply, turn redis-py errors
-into this package's errors, and parse the reply with the plan.
+:class:`_Call` decides everything (sans I/O): what to send, and what a reply or a
+failure means — send again as EVAL after NOSCRIPT, follow MOVED and ASK, re-read a
+failed-over master, retry a connection failure under the
+:class:`~redis_chat_history.retry.RetryPolicy`, switch to the old class's plain commands
+when scripts are refused, raise this package's errors. :func:`run` and :func:`arun`
+only move bytes: take a pooled connection (of the key's Cluster node), send the plan's
+commands in one write, read one reply per command, give the connection back.
+
+A request is re-sent after it may have reached the server only when the plan is
+idempotent (reads, and writes carrying a writer token: see writers.py); otherwise the
+call raises :class:`~redis_chat_history.errors.WriteOutcomeUnknownError`.
 
 Example::
 
@@ -14,9 +21,13 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from typing import Any, Generic, TypeVar
 
 import redis
 import redis.asyncio.cluster
@@ -24,69 +35,48 @@ import redis.cluster
 import redis.sentinel
 from redis import exceptions as redis_errors
 from redis.asyncio.sentinel import MasterNotFoundError as AsyncMasterNotFoundError
+from redis.crc import key_slot
 
+from redis_chat_history import writers
 from redis_chat_history.clients import AsyncClient, SyncClient
 from redis_chat_history.errors import (
     ChatHistoryError,
     CommandError,
-    InvalidArgumentError,
     PermissionDeniedError,
+    PoolExhaustedError,
     RedisUnavailableError,
-    ReplicationError,
+    WriteOutcomeUnknownError,
     WrongTypeError,
 )
-from redis_chat_history.operations import Plan
+from redis_chat_history.operations import Plan, type_plan
 from redis_chat_history.provider import ClientProvider
+from redis_chat_history.settings import ReplicaWait
 
 T = TypeVar("T")
 
-_RESENDS = 3  # NOSCRIPT and MOVED each cost at most one more send
+logger = logging.getLogger("redis_chat_history")
+
+#: NOSCRIPT, MOVED, ASK and a switch to Cluster each cost one more send, a few at most.
+_REDIRECTS = 4
 #: What redis-py raises (RedisClusterException is not a RedisError subclass).
 REDIS_ERRORS = (redis_errors.RedisError, redis_errors.RedisClusterException)
 #: Replies of a node that is no longer the master (after a failover).
 _STALE_MARKERS = ("READONLY", "WAIT cannot be used with replica", "MASTERDOWN")
+#: Replies that refuse a request without applying it; it is sent again after a backoff.
+_BUSY_ERRORS = (
+    redis_errors.TryAgainError,
+    redis_errors.ClusterDownError,
+    redis_errors.BusyLoadingError,
+    redis_errors.MasterDownError,
+)
+_PLAIN_MARKER = "RCHPLAIN"
 
 
-@dataclass(frozen=True)
-class ReplicaWait:
-    """Return from a write only once ``replicas`` replicas acknowledged it (Redis WAIT).
-
-    Example::
-
-        RedisChatMessageHistory("s1", url, wait_for_replicas=1, wait_timeout=0.5)
-    """
-
-    replicas: int
-    timeout_ms: int
-
-    def __post_init__(self) -> None:
-        if (
-            not isinstance(self.replicas, int)
-            or isinstance(self.replicas, bool)
-            or self.replicas < 1
-        ):
-            raise InvalidArgumentError(
-                f"wait_for_replicas must be an int >= 1, got {self.replicas!r}"
-            )
-        if self.timeout_ms < 1:
-            raise InvalidArgumentError(
-                f"wait_timeout must be > 0 seconds, got {self.timeout_ms / 1000}"
-            )
-
-    def check(self, acknowledged: Any, key: str) -> None:
-        count = int(acknowledged)
-        if count < self.replicas:
-            raise ReplicationError(
-                f"write to {key!r} was applied on the master but only {count} of "
-                f"{self.replicas} replicas acknowledged it within {self.timeout_ms} ms",
-                acknowledged=count,
-                requested=self.replicas,
-            )
+# ---------------------------------------------------------------------------
+# Errors
 
 
-def translate(
-    error: redis_errors.RedisError | Exception, provider: ClientProvider, key: str
-) -> ChatHistoryError:
+def translate(error: BaseException, provider: ClientProvider, key: str) -> ChatHistoryError:
     """This package's error for a redis-py error, naming the key or server, never a password."""
     text = provider.redact(str(error))
     where = provider.address
@@ -100,223 +90,441 @@ def translate(
             f"cannot reach Redis through the sentinels at {where}: none named a master "
             f"for service {service!r}"
         )
-    if isinstance(error, redis_errors.MaxConnectionsError) or "No connection available" in text:
-        return RedisUnavailableError(
-            f"every pooled connection to Redis at {where} stayed busy; raise max_connections "
-            f"in the url or lower the concurrency: {text}"
+    if "WRONGTYPE" in text:
+        return WrongTypeError(
+            f"{key!r} holds a Redis value that is not a list, so it is not a chat history "
+            "(nothing was changed)",
+            key=key,
         )
+    if isinstance(error, (*REDIS_ERRORS, ConnectionError, TimeoutError, OSError)) and not (
+        isinstance(error, redis_errors.ResponseError)
+    ):
+        return RedisUnavailableError(f"cannot reach Redis at {where}: {text}")
+    return CommandError(f"Redis at {where} failed an operation on {key!r}: {text}")
+
+
+def _is_pool_exhausted(error: BaseException) -> bool:
+    return isinstance(error, redis_errors.MaxConnectionsError) or (
+        isinstance(error, redis_errors.ConnectionError) and str(error) == "No connection available."
+    )
+
+
+def _is_connection_failure(error: BaseException, sent: bool) -> bool:
+    """The connection broke or timed out: the request may be re-sent under the policy.
+
+    Before the request was written, any failure of the client counts (redis-py's
+    asyncio Cluster has raised AttributeError while connecting under load).
+    """
+    if isinstance(
+        error,
+        (
+            redis_errors.AuthenticationError,
+            redis_errors.AuthorizationError,
+            redis_errors.ResponseError,
+        ),
+    ):
+        return False
     if isinstance(
         error,
         (
             redis_errors.ConnectionError,
             redis_errors.TimeoutError,
-            redis_errors.ClusterDownError,
-            redis_errors.TryAgainError,
             redis_errors.RedisClusterException,
-            redis_errors.ReadOnlyError,
             ConnectionError,
             TimeoutError,
+            OSError,
         ),
     ):
-        return RedisUnavailableError(f"cannot reach Redis at {where}: {text}")
-    if "WRONGTYPE" in text:
-        return WrongTypeError(
-            f"{key!r} holds a Redis value that is not a list, so it is not a chat history",
-            key=key,
-        )
-    return CommandError(f"Redis at {where} failed an operation on {key!r}: {text}")
+        return True
+    return not sent and isinstance(error, (redis_errors.RedisError, AttributeError))
 
 
-def _raise_first_error(replies: list[Any]) -> None:
-    for reply in replies:
-        if isinstance(reply, Exception):
-            raise reply
-
-
-def _sends_directly(client: SyncClient, wait: ReplicaWait | None) -> bool:
-    """True when a command goes straight to a pooled connection (see :func:`_send_direct`)."""
-    return (
-        wait is None
-        and isinstance(client, redis.Redis)
-        and getattr(client, "connection", None) is None  # not a single-connection client
-    )
-
-
-def _send_direct(client: redis.Redis, args: tuple[Any, ...]) -> Any:
-    """One command on a connection of the client's own pool, its raw reply back.
-
-    redis-py 8's ``execute_command`` wraps each call in retry and metrics hooks
-    that cost about 14 µs, as much as the rest of a write; the retry policy is
-    applied by :func:`run` instead (a re-sent write is deduplicated by its token).
-    """
-    pool = client.connection_pool
-    connection = pool.get_connection()
-    try:
-        connection.send_packed_command(connection.pack_command(*args))
-        return connection.read_response()
-    except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError):
-        connection.disconnect()
-        raise
-    finally:
-        pool.release(connection)
-
-
-def _send_sync(
-    client: SyncClient, args: tuple[Any, ...], key: str, wait: ReplicaWait | None
-) -> Any:
-    if wait is None:
-        if _sends_directly(client, wait):
-            return _send_direct(cast(redis.Redis, client), args)
-        return client.execute_command(*args)
-    # WAIT counts the writes of its own connection: send both through one pipeline.
-    target: Any = client
-    if isinstance(client, redis.cluster.RedisCluster):
-        target = client.get_node_from_key(key).redis_connection
-    pipe = target.pipeline(transaction=False)
-    pipe.execute_command(*args)
-    pipe.execute_command("WAIT", wait.replicas, wait.timeout_ms)
-    replies = pipe.execute(raise_on_error=False)
-    _raise_first_error(replies)
-    wait.check(replies[1], key)
-    return replies[0]
-
-
-async def _send_async(
-    client: AsyncClient, args: tuple[Any, ...], key: str, wait: ReplicaWait | None
-) -> Any:
-    if wait is None:
-        return await client.execute_command(*args)
-    if isinstance(client, redis.asyncio.cluster.RedisCluster):
-        node = client.get_node_from_key(key)
-        replies = await _async_cluster_node_pipeline(node, args, wait)
-    else:
-        pipe = client.pipeline(transaction=False)
-        pipe.execute_command(*args)
-        pipe.execute_command("WAIT", wait.replicas, wait.timeout_ms)
-        replies = await pipe.execute(raise_on_error=False)
-    _raise_first_error(replies)
-    wait.check(replies[1], key)
-    return replies[0]
-
-
-async def _async_cluster_node_pipeline(
-    node: Any, args: tuple[Any, ...], wait: ReplicaWait
-) -> list[Any]:
-    """Send the write and WAIT on one connection of a cluster node."""
-    connection = node.acquire_connection()
-    try:
-        await connection.send_packed_command(
-            connection.pack_commands([args, ("WAIT", wait.replicas, wait.timeout_ms)])
-        )
-        replies: list[Any] = []
-        for _ in range(2):
-            try:
-                replies.append(await connection.read_response())
-            except redis_errors.ResponseError as error:
-                replies.append(error)
-        return replies
-    finally:
-        node.release(connection)
-
-
-def _is_connection_failure(error: Exception) -> bool:
-    """The connection broke or timed out (not: refused credentials, a full pool)."""
-    return isinstance(
-        error, (redis_errors.ConnectionError, redis_errors.TimeoutError)
-    ) and not isinstance(
-        error,
-        (
-            redis_errors.AuthenticationError,
-            redis_errors.AuthorizationError,
-            redis_errors.MaxConnectionsError,
-        ),
-    )
-
-
-def _is_stale_master(error: Exception) -> bool:
+def _is_stale_master(error: BaseException) -> bool:
     """The node answered as a replica: a failover moved the master (Sentinel, Cluster)."""
     return isinstance(error, redis_errors.ReadOnlyError) or any(
         marker in str(error) for marker in _STALE_MARKERS
     )
 
 
-class _Attempts:
-    """Counts the re-sends of one call: script loads, cluster redirects, stale masters."""
+_plain_warned = False
+_plain_lock = threading.Lock()
 
-    def __init__(self, provider: ClientProvider, plan: Plan[Any]) -> None:
+
+def _warn_plain_once(provider: ClientProvider, reason: str) -> None:
+    global _plain_warned
+    with _plain_lock:
+        if _plain_warned:
+            return
+        _plain_warned = True
+    logger.warning(
+        "Redis at %s refused the scripts this package writes with (%s): writes now use "
+        "the old class's plain commands (LPUSH, LTRIM, EXPIRE, pipelined). Given up: "
+        "exactly-once on re-send (a write whose reply is lost raises "
+        "WriteOutcomeUnknownError instead of being re-sent) and the atomic push+trim+expire. "
+        "Grant the commands listed in the README ('A minimal ACL user') to get them back.",
+        provider.address,
+        reason,
+    )
+
+
+# ---------------------------------------------------------------------------
+# The decisions of one call
+
+
+class _WrongType(Exception):
+    """A reply said WRONGTYPE: the shells look up the key's type, then raise."""
+
+
+@dataclass
+class _Step:
+    """What the shells do next: return ``value``, or wait ``delay`` seconds and send again."""
+
+    done: bool
+    value: Any = None
+    delay: float = 0.0
+
+
+class _Call(Generic[T]):
+    """The state of one call of a plan: what to send next and what each outcome means."""
+
+    def __init__(
+        self,
+        provider: ClientProvider,
+        plan: Plan[T],
+        wait: ReplicaWait | None,
+        token: writers.WriterToken | None,
+        node: Any,
+    ) -> None:
         self.provider = provider
         self.plan = plan
-        self.args = plan.command.args
-        self.resends = 0
-        self.stale = 0
+        self.active: Plan[T] = (
+            plan.plain if provider.scripts_refused and plan.plain is not None else plan
+        )
+        self.wait = wait if plan.writes else None
+        self.token = token
+        self.node = node
+        self.slot = key_slot(plan.key.encode("utf-8", "surrogateescape"))
+        self.as_eval = False
+        self.ask: tuple[str, int] | None = None
         self.failures = 0
+        self.redirects = 0
         #: True when the clients must reconnect (or re-read the cluster's slots) first.
         self.reconnect = False
 
-    def next_after(self, error: Exception, *, retry_connection: bool = False) -> float | None:
-        """Seconds to wait before sending again, or None when ``error`` is final.
+    def commands(self) -> list[tuple[Any, ...]]:
+        """The commands of the next send (ASKING and WAIT around the plan's own)."""
+        commands: list[tuple[Any, ...]] = [("ASKING",)] if self.ask else []
+        for command in self.active.commands:
+            args = command.as_eval() if self.as_eval and command.script else command.args
+            if self.token is not None and command.has_writer:
+                args = self.token.fill(args)
+            commands.append(args)
+        if self.wait is not None:
+            commands.append(("WAIT", self.wait.replicas, self.wait.timeout_ms))
+        return commands
 
-        Re-sending a write is safe: its token makes the server apply it at most once.
-        """
+    def _retry_delay(self, error: BaseException) -> float:
+        if self.failures >= self.provider.policy.attempts:
+            raise translate(error, self.provider, self.plan.key) from error
+        self.failures += 1
+        return self.provider.policy.backoff(self.failures)
+
+    def _redirect(self, error: BaseException) -> float:
+        self.redirects += 1
+        if self.redirects > _REDIRECTS:
+            raise translate(error, self.provider, self.plan.key) from error
+        return 0.0
+
+    def failed(self, error: BaseException, sent: bool) -> _Step:
+        """The exchange raised (nothing or not all was read): send again, or raise."""
         self.reconnect = False
+        if _is_pool_exhausted(error) and not sent:
+            size = self.provider.pool_size
+            raise PoolExhaustedError(
+                f"every pooled connection to Redis at {self.provider.address} stayed busy for "
+                f"{self.provider.policy.pool_timeout:g} s"
+                + (f" (pool of {size})" if size else "")
+                + "; raise max_connections in the url (e.g. ?max_connections=256) or lower "
+                "the concurrency"
+            ) from error
+        if not _is_connection_failure(error, sent):
+            raise translate(error, self.provider, self.plan.key) from error
+        if sent and not self.active.idempotent:
+            raise WriteOutcomeUnknownError(
+                f"the connection to Redis at {self.provider.address} failed after a write to "
+                f"{self.plan.key!r} was sent: it may or may not have been applied "
+                f"({self.provider.redact(str(error))})"
+            ) from error
+        self.reconnect = True  # Sentinel asks again for the master, Cluster re-reads its slots
+        return _Step(False, delay=self._retry_delay(error))
+
+    def replied(self, replies: list[Any]) -> _Step:
+        """Every reply was read: the result, or why and when to send again."""
+        self.reconnect = False
+        if self.ask:
+            replies = replies[1:]
+            self.ask = None
+        wait_reply = replies.pop() if self.wait is not None else None
+        error = next((reply for reply in replies if isinstance(reply, Exception)), None)
+        if error is None and isinstance(wait_reply, Exception):
+            error = wait_reply
+        if error is not None:
+            return self._refused(error)
+        if self.wait is not None:
+            self.wait.check(wait_reply, self.plan.key)
+        return _Step(True, self.active.parse(replies))
+
+    def _refused(self, error: Exception) -> _Step:
+        """The server refused the request (so applied nothing of it, for a script)."""
+        text = str(error)
         if isinstance(error, redis_errors.NoScriptError):
-            self.args = self.plan.command.as_eval()
-        elif isinstance(error, redis_errors.MovedError):
+            self.as_eval = True
+            return _Step(False, delay=self._redirect(error))
+        if isinstance(error, redis_errors.MovedError):
             if self.provider.is_cluster:
                 self.reconnect = True  # a slot moved (failover, resharding): re-read the map
             else:
                 self.provider.switch_to_cluster()
-        elif retry_connection and _is_connection_failure(error):
-            # the direct path has no redis-py retry: apply the policy here
-            if self.failures >= self.provider.policy.attempts:
-                return None
-            self.failures += 1
-            return self.provider.policy.backoff(self.failures)
-        elif _is_stale_master(error) and self.stale < self.provider.policy.attempts:
-            self.stale += 1
+            return _Step(False, delay=self._redirect(error))
+        if isinstance(error, redis_errors.AskError):
+            self.ask = (error.host, int(error.port))
+            return _Step(False, delay=self._redirect(error))
+        if (
+            self.active is self.plan
+            and self.plan.plain is not None
+            and (
+                text.startswith(_PLAIN_MARKER) or isinstance(error, redis_errors.NoPermissionError)
+            )
+        ):
+            reason = text[len(_PLAIN_MARKER) :].strip() if text.startswith(_PLAIN_MARKER) else text
+            self.provider.scripts_refused = True
+            _warn_plain_once(self.provider, reason)
+            self.active = self.plan.plain
+            return _Step(False)
+        if "WRONGTYPE" in text:
+            raise _WrongType(text)
+        if isinstance(error, _BUSY_ERRORS):
+            return _Step(False, delay=self._retry_delay(error))
+        if _is_stale_master(error):
             self.reconnect = True
-            return self.provider.policy.backoff(self.stale)
-        else:
-            return None
-        self.resends += 1
-        return 0.0 if self.resends <= _RESENDS else None
+            return _Step(False, delay=self._retry_delay(error))
+        raise translate(error, self.provider, self.plan.key) from error
+
+    def wrong_type(self, kind: str | None) -> WrongTypeError:
+        what = f"a Redis {kind}" if kind else "a Redis value that is not a list"
+        return WrongTypeError(
+            f"{self.plan.key!r} holds {what}, so it is not a chat history (nothing was changed)",
+            key=self.plan.key,
+        )
 
 
-def run(provider: ClientProvider, plan: Plan[T], wait: ReplicaWait | None = None) -> T:
+@contextlib.contextmanager
+def _writer(provider: ClientProvider, plan: Plan[Any]) -> Iterator[writers.WriterToken | None]:
+    if not plan.has_writer:
+        yield None
+        return
+    with writers.checkout(plan.key, provider.policy.longest_call_seconds) as token:
+        yield token
+
+
+def _no_reply(replies: list[Any]) -> None:
+    return None
+
+
+class _SendFailed(Exception):
+    """An exchange failed; ``sent`` tells whether the request may have reached the server."""
+
+    def __init__(self, error: BaseException, sent: bool) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.sent = sent
+
+
+# ---------------------------------------------------------------------------
+# Sync shell
+
+
+def _read_sync(connection: Any) -> Any:
+    try:
+        return connection.read_response()
+    except redis_errors.ResponseError as error:
+        return error
+
+
+def _pool_sync(client: SyncClient, call: _Call[Any]) -> Any:
+    if not isinstance(client, redis.cluster.RedisCluster):
+        return client.connection_pool
+    if call.ask is not None:
+        node = client.get_node(host=call.ask[0], port=call.ask[1])
+    else:
+        node = call.node or client.nodes_manager.get_node_from_slot(call.slot)
+    return node.redis_connection.connection_pool
+
+
+def _exchange_sync(client: SyncClient, call: _Call[Any]) -> list[Any]:
+    commands = call.commands()
+    try:
+        pool = _pool_sync(client, call)
+        connection = pool.get_connection()
+    except Exception as error:
+        raise _SendFailed(error, sent=False) from error
+    sent = False
+    try:
+        connection.connect()  # a no-op when connected; failing here, nothing was sent
+        sent = True
+        connection.send_packed_command(connection.pack_commands(commands), check_health=False)
+        return [_read_sync(connection) for _ in commands]
+    except BaseException as error:
+        connection.disconnect()  # a reply may still be on its way: never reuse this socket
+        if isinstance(error, Exception):
+            raise _SendFailed(error, sent) from error
+        raise
+    finally:
+        pool.release(connection)
+
+
+def run(
+    provider: ClientProvider,
+    plan: Plan[T],
+    wait: ReplicaWait | None = None,
+    *,
+    node: Any = None,
+) -> T:
     """Run ``plan`` with the shared sync client and return its parsed reply."""
-    attempts = _Attempts(provider, plan)
-    wait = wait if plan.writes else None
+    with _writer(provider, plan) as token:
+        call = _Call(provider, plan, wait, token, node)
+        while True:
+            try:
+                step = call.replied(_exchange_sync(provider.sync(), call))
+            except _SendFailed as failure:
+                step = call.failed(failure.error, failure.sent)
+            except _WrongType:
+                raise call.wrong_type(_type_sync(provider, plan.key)) from None
+            except REDIS_ERRORS as error:  # building a Cluster client reads its slots
+                step = call.failed(error, sent=False)
+            if step.done:
+                return step.value  # type: ignore[no-any-return]
+            if call.reconnect:
+                with contextlib.suppress(*REDIS_ERRORS, OSError):
+                    provider.reconnect_sync()
+            if step.delay:
+                time.sleep(step.delay)
+
+
+def _type_sync(provider: ClientProvider, key: str) -> str | None:
+    try:
+        return run(provider, type_plan(key))
+    except ChatHistoryError:
+        return None  # TYPE not allowed or the server went away: say less
+
+
+def masters(provider: ClientProvider, key: str) -> list[Any]:
+    """The nodes a listing must visit: every master of a Cluster, else the server (None).
+
+    Finding them may need the network (Cluster detection, the slot map): the retry
+    policy applies, and ``key`` (a pattern) is named in errors.
+    """
+    call: _Call[None] = _Call(provider, Plan((), key, _no_reply), None, None, None)
     while True:
-        client: SyncClient | None = None
         try:
             client = provider.sync()
-            reply = _send_sync(client, attempts.args, plan.key, wait)
+            if isinstance(client, redis.cluster.RedisCluster):
+                return list(client.get_primaries())
+            return [None]
         except REDIS_ERRORS as error:
-            direct = client is not None and _sends_directly(client, wait)
-            delay = attempts.next_after(error, retry_connection=direct)
-            if delay is None:
-                raise translate(error, provider, plan.key) from error
-            if attempts.reconnect:
-                provider.reconnect_sync()  # Sentinel finds the new master, Cluster its slots
-            if delay:
-                time.sleep(delay)
-            continue
-        return plan.parse(reply)
+            step = call.failed(error, sent=False)
+        time.sleep(step.delay)
 
 
-async def arun(provider: ClientProvider, plan: Plan[T], wait: ReplicaWait | None = None) -> T:
+# ---------------------------------------------------------------------------
+# Async shell
+
+
+async def _read_async(connection: Any) -> Any:
+    try:
+        return await connection.read_response()
+    except redis_errors.ResponseError as error:
+        return error
+
+
+async def _exchange_async(client: AsyncClient, call: _Call[Any]) -> list[Any]:
+    commands = call.commands()
+    node: Any = None
+    pool: Any = None
+    try:
+        if isinstance(client, redis.asyncio.cluster.RedisCluster):
+            if call.ask is not None:
+                node = client.get_node(host=call.ask[0], port=call.ask[1])
+            else:
+                node = call.node or client.nodes_manager.get_node_from_slot(call.slot)
+            connection = node.acquire_connection()
+        else:
+            pool = client.connection_pool
+            connection = await pool.get_connection()
+    except Exception as error:
+        raise _SendFailed(error, sent=False) from error
+    sent = False
+    try:
+        await connection.connect()
+        sent = True
+        await connection.send_packed_command(connection.pack_commands(commands), check_health=False)
+        return [await _read_async(connection) for _ in commands]
+    except BaseException as error:
+        await connection.disconnect()
+        if isinstance(error, Exception):
+            raise _SendFailed(error, sent) from error
+        raise
+    finally:
+        if node is not None:
+            node.release(connection)
+        else:
+            await pool.release(connection)
+
+
+async def arun(
+    provider: ClientProvider,
+    plan: Plan[T],
+    wait: ReplicaWait | None = None,
+    *,
+    node: Any = None,
+) -> T:
     """Run ``plan`` with the event loop's asyncio client and return its parsed reply."""
-    attempts = _Attempts(provider, plan)
-    wait = wait if plan.writes else None
+    with _writer(provider, plan) as token:
+        call = _Call(provider, plan, wait, token, node)
+        while True:
+            try:
+                step = call.replied(await _exchange_async(await provider.async_(), call))
+            except _SendFailed as failure:
+                step = call.failed(failure.error, failure.sent)
+            except _WrongType:
+                raise call.wrong_type(await _type_async(provider, plan.key)) from None
+            except REDIS_ERRORS as error:
+                step = call.failed(error, sent=False)
+            if step.done:
+                return step.value  # type: ignore[no-any-return]
+            if call.reconnect:
+                with contextlib.suppress(*REDIS_ERRORS, OSError):
+                    await provider.areconnect()
+            if step.delay:
+                await asyncio.sleep(step.delay)
+
+
+async def _type_async(provider: ClientProvider, key: str) -> str | None:
+    try:
+        return await arun(provider, type_plan(key))
+    except ChatHistoryError:
+        return None
+
+
+async def amasters(provider: ClientProvider, key: str) -> list[Any]:
+    """Async :func:`masters`."""
+    call: _Call[None] = _Call(provider, Plan((), key, _no_reply), None, None, None)
     while True:
         try:
-            reply = await _send_async(await provider.async_(), attempts.args, plan.key, wait)
+            client = await provider.async_()
+            if isinstance(client, redis.asyncio.cluster.RedisCluster):
+                return list(client.get_primaries())
+            return [None]
         except REDIS_ERRORS as error:
-            delay = attempts.next_after(error)
-            if delay is None:
-                raise translate(error, provider, plan.key) from error
-            if attempts.reconnect:
-                await provider.areconnect()
-                await asyncio.sleep(delay)
-            continue
-        return plan.parse(reply)
+            step = call.failed(error, sent=False)
+        await asyncio.sleep(step.delay)

@@ -16,7 +16,6 @@ Example::
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,62 +25,13 @@ from langchain_core.messages import BaseMessage
 from redis_chat_history import operations
 from redis_chat_history.clients import AsyncClient, SyncClient
 from redis_chat_history.codec import encode_messages
-from redis_chat_history.errors import InvalidArgumentError, InvalidArgumentTypeError
-from redis_chat_history.execution import ReplicaWait, arun, run
+from redis_chat_history.errors import InvalidArgumentTypeError
+from redis_chat_history.execution import arun, run
 from redis_chat_history.provider import ClientProvider, shared_provider
 from redis_chat_history.retry import DEFAULT_RETRY, RetryPolicy
-from redis_chat_history.urls import redact_url
+from redis_chat_history.settings import DEFAULT_KEY_PREFIX, DEFAULT_URL, Settings
 
-logger = logging.getLogger("redis_chat_history")
-
-DEFAULT_URL = "redis://localhost:6379/0"
-DEFAULT_KEY_PREFIX = "message_store:"
-
-
-def _check_int(name: str, value: Any, *, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidArgumentTypeError(f"{name} must be an int or None, got {type(value).__name__}")
-    if value < minimum:
-        raise InvalidArgumentError(f"{name} must be >= {minimum}, got {value}")
-
-
-def validate_settings(
-    *,
-    key_prefix: Any,
-    ttl: Any,
-    max_messages: Any,
-    wait_for_replicas: Any = None,
-    wait_timeout: Any = 1.0,
-) -> ReplicaWait | None:
-    """Check the settings a history and a store share; returns the replica wait (if any)."""
-    if not isinstance(key_prefix, str):
-        raise InvalidArgumentTypeError(f"key_prefix must be a str, got {type(key_prefix).__name__}")
-    if ttl is not None:
-        # The old class silently deleted the history on a negative ttl; refuse it instead.
-        _check_int("ttl", ttl, minimum=0)
-    if max_messages is not None:
-        _check_int("max_messages", max_messages, minimum=1)
-    if wait_for_replicas is None:
-        return None
-    _check_int("wait_for_replicas", wait_for_replicas, minimum=1)
-    if (
-        isinstance(wait_timeout, bool)
-        or not isinstance(wait_timeout, (int, float))
-        or wait_timeout <= 0
-    ):
-        raise InvalidArgumentError(
-            f"wait_timeout must be a number of seconds > 0, got {wait_timeout!r}"
-        )
-    return ReplicaWait(wait_for_replicas, max(1, round(wait_timeout * 1000)))
-
-
-def validate_session_id(session_id: Any) -> str:
-    """A session id must be a non-empty str (any characters, glob ones included)."""
-    if not isinstance(session_id, str):
-        raise InvalidArgumentTypeError(f"session_id must be a str, got {type(session_id).__name__}")
-    if not session_id:
-        raise InvalidArgumentError("session_id must not be empty")
-    return session_id
+__all__ = ["DEFAULT_KEY_PREFIX", "DEFAULT_URL", "RedisChatMessageHistory", "make_provider"]
 
 
 def make_provider(
@@ -106,7 +56,7 @@ class RedisChatMessageHistory(BaseChatMessageHistory):
     Args:
         session_id: the conversation; the Redis key is ``key_prefix + session_id``.
         url: ``redis://``, ``rediss://``, ``unix://``, ``redis+sentinel://``,
-            ``redis+cluster://`` or ``embedded://`` (see :mod:`redis_chat_history.connection`).
+            ``redis+cluster://`` or ``embedded://`` (see :mod:`redis_chat_history.urls`).
         key_prefix: prefix of every key, ``"message_store:"`` as in the old class.
         ttl: seconds after the latest write at which the history expires; None or 0: never.
         client / async_client: use these redis-py clients instead of ``url``.
@@ -141,22 +91,38 @@ class RedisChatMessageHistory(BaseChatMessageHistory):
         retry: RetryPolicy | None = None,
         skip_corrupt: bool = False,
         _provider: ClientProvider | None = None,
+        _settings: Settings | None = None,
     ) -> None:
-        self.session_id = validate_session_id(session_id)
-        self._wait = validate_settings(
+        self.settings = _settings or Settings.build(
             key_prefix=key_prefix,
             ttl=ttl,
             max_messages=max_messages,
+            compress=compress,
             wait_for_replicas=wait_for_replicas,
             wait_timeout=wait_timeout,
+            skip_corrupt=skip_corrupt,
         )
-        self.key_prefix = key_prefix
-        self.ttl = ttl
-        self.max_messages = max_messages
-        self.compress = bool(compress)
-        self.skip_corrupt = bool(skip_corrupt)
+        self.key = self.settings.key(session_id)
+        self.session_id = session_id
         self._provider = _provider or make_provider(url, client, async_client, retry)
-        self.url = redact_url(url) if isinstance(url, str) else DEFAULT_URL
+
+    # The old class's attributes, read from the settings.
+    @property
+    def key_prefix(self) -> str:
+        return self.settings.key_prefix
+
+    @property
+    def ttl(self) -> int | None:
+        return self.settings.ttl
+
+    @property
+    def max_messages(self) -> int | None:
+        return self.settings.max_messages
+
+    @property
+    def url(self) -> str:
+        """Where the history lives, without credentials."""
+        return self._provider.display
 
     def __repr__(self) -> str:
         return (
@@ -164,42 +130,31 @@ class RedisChatMessageHistory(BaseChatMessageHistory):
             f"url={self._provider.display!r}, key_prefix={self.key_prefix!r}, ttl={self.ttl!r})"
         )
 
-    @property
-    def key(self) -> str:
-        """The Redis key of this history: ``key_prefix + session_id``."""
-        return self.key_prefix + self.session_id
-
     # -- plans --------------------------------------------------------------
     def _append_plan(self, messages: Sequence[BaseMessage]) -> operations.Plan[int] | None:
-        encoded = encode_messages(messages, compress=self.compress)
+        encoded = encode_messages(messages, compress=self.settings.compress)
         if not encoded:
             return None
         return operations.append_plan(
-            self.key,
-            encoded,
-            ttl=self.ttl,
-            max_messages=self.max_messages,
-            token=operations.new_write_token(),
+            self.key, encoded, ttl=self.settings.ttl, max_messages=self.settings.max_messages
         )
 
-    def _read_plan(self, limit: int | None) -> operations.Plan[list[BaseMessage]]:
-        if limit is not None:
-            _check_int("limit", limit, minimum=0)
-        return operations.read_plan(self.key, limit=limit, skip_corrupt=self.skip_corrupt)
+    def _read_plan(self, limit: int | None) -> operations.Plan[list[BaseMessage]] | None:
+        """None when nothing needs reading (``limit=0``)."""
+        if limit is not None and operations.check_int("limit", limit, minimum=0) == 0:
+            return None
+        return operations.read_plan(self.key, limit=limit, skip_corrupt=self.settings.skip_corrupt)
 
     def _replace_plan(self, messages: Sequence[BaseMessage]) -> operations.Plan[int]:
-        encoded = encode_messages(messages, compress=self.compress)
-        if self.max_messages is not None:
-            encoded = encoded[-self.max_messages :]
-        return operations.replace_plan(self.key, encoded, ttl=self.ttl)
+        encoded = encode_messages(messages, compress=self.settings.compress)
+        if self.settings.max_messages is not None:
+            encoded = encoded[-self.settings.max_messages :]
+        return operations.replace_plan(self.key, encoded, ttl=self.settings.ttl)
 
-    def _delete_last_plan(self, n: int) -> operations.Plan[list[BaseMessage]]:
-        _check_int("n", n, minimum=0)
-        return operations.delete_last_plan(self.key, n, skip_corrupt=self.skip_corrupt)
-
-    def _expire_plan(self, seconds: int) -> operations.Plan[bool]:
-        _check_int("seconds", seconds, minimum=1)
-        return operations.expire_plan(self.key, seconds)
+    def _delete_last_plan(self, n: int) -> operations.Plan[list[BaseMessage]] | None:
+        if operations.check_int("n", n, minimum=0) == 0:
+            return None
+        return operations.delete_last_plan(self.key, n, skip_corrupt=self.settings.skip_corrupt)
 
     # -- sync ---------------------------------------------------------------
     @property  # type: ignore[override]
@@ -216,15 +171,13 @@ class RedisChatMessageHistory(BaseChatMessageHistory):
     def get_messages(self, limit: int | None = None) -> list[BaseMessage]:
         """The newest ``limit`` messages (all when None), oldest first, at O(limit) cost."""
         plan = self._read_plan(limit)
-        if limit == 0:
-            return []
-        return run(self._provider, plan)
+        return [] if plan is None else run(self._provider, plan)
 
     def add_messages(self, messages: Sequence[BaseMessage]) -> None:
         """Append messages in one atomic round trip (push, expire, trim); none on error."""
         plan = self._append_plan(messages)
         if plan is not None:
-            run(self._provider, plan, self._wait)
+            run(self._provider, plan, self.settings.wait)
 
     def add_message(self, message: BaseMessage) -> None:
         """Append one message (one round trip)."""
@@ -232,7 +185,7 @@ class RedisChatMessageHistory(BaseChatMessageHistory):
 
     def clear(self) -> None:
         """Delete the whole history."""
-        run(self._provider, operations.clear_plan(self.key), self._wait)
+        run(self._provider, operations.delete_plan(self.key), self.settings.wait)
 
     def count(self) -> int:
         """Number of stored messages, O(1)."""
@@ -247,22 +200,20 @@ class RedisChatMessageHistory(BaseChatMessageHistory):
 
     def delete_last(self, n: int = 1) -> list[BaseMessage]:
         """Remove the newest ``n`` messages atomically; returns them oldest first."""
-        if n == 0:
-            self._delete_last_plan(n)
-            return []
-        return run(self._provider, self._delete_last_plan(n), self._wait)
+        plan = self._delete_last_plan(n)
+        return [] if plan is None else run(self._provider, plan, self.settings.wait)
 
     def replace_messages(self, messages: Sequence[BaseMessage]) -> None:
         """Replace the whole history atomically (for example by its summary)."""
-        run(self._provider, self._replace_plan(messages), self._wait)
+        run(self._provider, self._replace_plan(messages), self.settings.wait)
 
     def expire(self, seconds: int) -> bool:
         """Let the history expire ``seconds`` from now; False when it does not exist."""
-        return run(self._provider, self._expire_plan(seconds), self._wait)
+        return run(self._provider, operations.expire_plan(self.key, seconds), self.settings.wait)
 
     def persist(self) -> bool:
         """Remove the history's expiry; False when it had none."""
-        return run(self._provider, operations.persist_plan(self.key), self._wait)
+        return run(self._provider, operations.persist_plan(self.key), self.settings.wait)
 
     def expires_in(self) -> float | None:
         """Seconds until the history expires, None when it never does."""
@@ -272,19 +223,17 @@ class RedisChatMessageHistory(BaseChatMessageHistory):
     async def aget_messages(self, limit: int | None = None) -> list[BaseMessage]:
         """Async :meth:`get_messages`."""
         plan = self._read_plan(limit)
-        if limit == 0:
-            return []
-        return await arun(self._provider, plan)
+        return [] if plan is None else await arun(self._provider, plan)
 
     async def aadd_messages(self, messages: Sequence[BaseMessage]) -> None:
         """Async :meth:`add_messages`."""
         plan = self._append_plan(messages)
         if plan is not None:
-            await arun(self._provider, plan, self._wait)
+            await arun(self._provider, plan, self.settings.wait)
 
     async def aclear(self) -> None:
         """Async :meth:`clear`."""
-        await arun(self._provider, operations.clear_plan(self.key), self._wait)
+        await arun(self._provider, operations.delete_plan(self.key), self.settings.wait)
 
     async def acount(self) -> int:
         """Async :meth:`count`."""
@@ -292,22 +241,22 @@ class RedisChatMessageHistory(BaseChatMessageHistory):
 
     async def adelete_last(self, n: int = 1) -> list[BaseMessage]:
         """Async :meth:`delete_last`."""
-        if n == 0:
-            self._delete_last_plan(n)
-            return []
-        return await arun(self._provider, self._delete_last_plan(n), self._wait)
+        plan = self._delete_last_plan(n)
+        return [] if plan is None else await arun(self._provider, plan, self.settings.wait)
 
     async def areplace_messages(self, messages: Sequence[BaseMessage]) -> None:
         """Async :meth:`replace_messages`."""
-        await arun(self._provider, self._replace_plan(messages), self._wait)
+        await arun(self._provider, self._replace_plan(messages), self.settings.wait)
 
     async def aexpire(self, seconds: int) -> bool:
         """Async :meth:`expire`."""
-        return await arun(self._provider, self._expire_plan(seconds), self._wait)
+        return await arun(
+            self._provider, operations.expire_plan(self.key, seconds), self.settings.wait
+        )
 
     async def apersist(self) -> bool:
         """Async :meth:`persist`."""
-        return await arun(self._provider, operations.persist_plan(self.key), self._wait)
+        return await arun(self._provider, operations.persist_plan(self.key), self.settings.wait)
 
     async def aexpires_in(self) -> float | None:
         """Async :meth:`expires_in`."""

@@ -1,14 +1,22 @@
 """What each operation sends to Redis and how its reply is read, without any I/O.
 
-Every operation is a :class:`Plan`: one command (often a Lua script, so that a
-multi-step change is atomic and one round trip) and a function that turns the
-reply into the result. :mod:`redis_chat_history.execution` runs a plan with a
-sync or an asyncio client; tests can check a plan without a server.
+Every operation is a :class:`Plan`: the commands to send together (one round trip,
+on one connection), the key that routes them (its Cluster slot), and a function that
+turns the replies into the result. :mod:`redis_chat_history.execution` runs a plan
+with a sync or an asyncio client; the plans themselves are tested without a server.
+
+Writes that change a history are Lua scripts, so a multi-step change is atomic, and
+each carries a *writer token* (:data:`WRITER`, filled in by execution): the server
+remembers the newest token of each writer of a history for as long as a re-send of
+it can arrive, so a write whose reply was lost and that is sent again is recognised
+and not applied twice. Each write also has a *plain* twin made of the commands the
+old langchain_community class used (LPUSH, EXPIRE, ...), sent when the server refuses
+scripts to this user; plain writes are not idempotent and never re-sent.
 
 Example::
 
     >>> plan = read_plan("message_store:s1", limit=20)
-    >>> plan.command.args
+    >>> plan.commands[0].args
     ('LRANGE', 'message_store:s1', 0, 19)
 """
 
@@ -16,9 +24,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import itertools
-import os
-import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -26,17 +31,18 @@ from typing import Any, Generic, TypeVar
 from langchain_core.messages import BaseMessage
 
 from redis_chat_history.codec import decode_newest_first
+from redis_chat_history.errors import InvalidArgumentError, InvalidArgumentTypeError
 from redis_chat_history.slots import same_slot_suffix
 
 T = TypeVar("T")
 
-#: How many recent write tokens a history remembers, and for how long.
-RECENT_TOKENS = 16  # a retry follows its lost reply within seconds; 16 covers busy sessions
-TOKEN_TTL_MS = 600_000
+#: The largest expiry accepted, in seconds (about 317 years): every Redis version
+#: computes ``now + seconds * 1000`` in a signed 64-bit integer without overflowing.
+MAX_EXPIRE_SECONDS = 10**10
+#: The largest ``max_messages`` (integers above 2**53 are not exact in Lua).
+MAX_MESSAGES = 2**53
 #: A staging list of an import or copy expires after an hour if never committed.
 STAGING_TTL_MS = 3_600_000
-#: Bytes of recent tokens kept: at least RECENT_TOKENS of the longest (24 characters + '|').
-_TOKENS_BYTES = RECENT_TOKENS * 25
 #: LPUSH at most this many values per call inside scripts (Lua's unpack has a stack limit).
 _PUSH_CHUNK = 1000
 
@@ -51,6 +57,18 @@ class Script:
     @functools.cached_property
     def sha(self) -> str:
         return hashlib.sha1(self.source.encode()).hexdigest()
+
+
+class _WriterToken:
+    """Placeholder in a script's arguments for the writer token (three arguments)."""
+
+    def __repr__(self) -> str:
+        return "WRITER"
+
+
+#: Stands for ``writer id, sequence number, window seconds`` in a script call's arguments;
+#: :mod:`redis_chat_history.execution` fills them in (see :mod:`redis_chat_history.writers`).
+WRITER = _WriterToken()
 
 
 @dataclass(frozen=True)
@@ -69,105 +87,247 @@ class Command:
         assert self.script is not None
         return ("EVAL", self.script.source, *self.args[2:])
 
+    @property
+    def has_writer(self) -> bool:
+        return self.script is not None and WRITER in self.args
+
 
 @dataclass(frozen=True)
 class Plan(Generic[T]):
-    """One operation: the command to send, the key it concerns, and how to read the reply."""
+    """One operation: commands sent together, the key routing them, how to read the replies.
 
-    command: Command
+    ``parse`` receives one reply per command (error replies are raised before).
+    ``idempotent`` plans may be re-sent after their request may have reached the
+    server (reads, and writes carrying a writer token); the others are re-sent only
+    when their request never left the process.
+    """
+
+    commands: tuple[Command, ...]
     key: str
-    parse: Callable[[Any], T]
-    #: True when the command changes data (so ``wait_for_replicas`` applies).
+    parse: Callable[[list[Any]], T]
+    #: True when the commands change data (so ``wait_for_replicas`` applies).
     writes: bool = False
+    idempotent: bool = True
+    #: The old class's commands for the same change, for users who may not run scripts.
+    plain: Plan[T] | None = None
+
+    @property
+    def has_writer(self) -> bool:
+        return any(command.has_writer for command in self.commands)
+
+
+def _single(parse: Callable[[Any], T]) -> Callable[[list[Any]], T]:
+    def parse_first(replies: list[Any]) -> T:
+        return parse(replies[0])
+
+    return parse_first
+
+
+def _ignore(replies: list[Any]) -> None:
+    return None
+
+
+# ---------------------------------------------------------------------------
+# Argument checks: a plan never sends something its caller did not mean.
+
+
+def check_int(name: str, value: Any, *, minimum: int, maximum: int | None = None) -> int:
+    """``value`` as an int in ``[minimum, maximum]``; the error names ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidArgumentTypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise InvalidArgumentError(f"{name} must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise InvalidArgumentError(f"{name} must be <= {maximum}, got {value}")
+    return value
+
+
+def _check_optional(name: str, value: int | None, *, maximum: int) -> int:
+    """0 for None (the scripts' 'not set'), else an int in ``[1, maximum]``."""
+    if value is None:
+        return 0
+    return check_int(name, value, minimum=0 if name == "ttl" else 1, maximum=maximum)
+
+
+def _check_batch(encoded: Sequence[bytes], *, allow_empty: bool = False) -> None:
+    if isinstance(encoded, (bytes, str)) or not isinstance(encoded, Sequence):
+        raise InvalidArgumentTypeError("encoded messages must be a sequence of bytes")
+    if not encoded and not allow_empty:
+        raise InvalidArgumentError("a write needs at least one message")
+
+
+def _check_key(key: Any) -> str:
+    if not isinstance(key, str) or not key:
+        raise InvalidArgumentError(f"a history key must be a non-empty str, got {key!r}")
+    return key
 
 
 # ---------------------------------------------------------------------------
 # Lua scripts. Each names every key it touches in KEYS, as Cluster and ACLs need.
+#
+# Every write script starts with the same prelude. It reads the history's length (so a
+# key of another type is refused before anything changes) and the writers key, and
+# records this write's token in the writers key *before* touching the list: when this
+# user may not run a command the script needs (TIME, GET, SET, LLEN) the script stops
+# with an 'RCHPLAIN' error having written nothing, and execution switches to plain writes.
+#
+# The writers key holds 'writer,seq,expiry,result;' per writer of the last window
+# (hex numbers; expiry in server seconds). A writer sends its writes one at a time with
+# increasing sequence numbers, so a sequence number not above the writer's last one is
+# a re-send of a write already applied: the script answers with the stored result.
 
-APPEND = Script(
+_PRELUDE = """
+-- KEYS[1] history list, KEYS[2] its writers key; ARGV[1] writer, ARGV[2] sequence number
+-- (hex), ARGV[3] seconds the server must remember this write
+local function refused(reply)
+  if string.sub(reply.err, 1, 9) == 'WRONGTYPE' then
+    return redis.error_reply(reply.err)
+  end
+  return redis.error_reply('RCHPLAIN ' .. reply.err)
+end
+local length = redis.pcall('LLEN', KEYS[1])
+if type(length) == 'table' then return refused(length) end
+local clock = redis.pcall('TIME')
+if clock.err then return refused(clock) end
+local book = redis.pcall('GET', KEYS[2])
+if type(book) == 'table' then return refused(book) end
+local now = tonumber(clock[1])
+local writer, seq, window = ARGV[1], tonumber(ARGV[2], 16), tonumber(ARGV[3])
+local entries, applied = {}, nil
+if book then
+  for w, s, e, r in string.gmatch(book, '([^,;]+),(%x+),(%x+),([^;]*);') do
+    if w == writer then
+      if tonumber(s, 16) >= seq then
+        applied = r
+        entries[#entries + 1] = w .. ',' .. s .. ',' .. e .. ',' .. r .. ';'
+      end
+    elseif tonumber(e, 16) > now then
+      entries[#entries + 1] = w .. ',' .. s .. ',' .. e .. ',' .. r .. ';'
+    end
+  end
+end
+-- remember(result): record this write (or refresh the record of a re-sent one, so that
+-- WAIT on this connection also covers the first copy); false when the user may not SET.
+local function remember(result)
+  if applied == nil then
+    entries[#entries + 1] = string.format('%s,%s,%x,%s;', writer, ARGV[2], now + window, result)
+  end
+  local ok = redis.pcall('SET', KEYS[2], table.concat(entries), 'EX', window)
+  return type(ok) ~= 'table' or not ok.err, ok
+end
+local function push(key, first)
+  for at = first, #ARGV, __CHUNK__ do
+    redis.call('LPUSH', key, unpack(ARGV, at, math.min(at + __LAST__, #ARGV)))
+  end
+end
+"""
+
+
+def _write_script(name: str, body: str) -> Script:
+    prelude = _PRELUDE.replace("__CHUNK__", str(_PUSH_CHUNK)).replace(
+        "__LAST__", str(_PUSH_CHUNK - 1)
+    )
+    return Script(name, prelude + body)
+
+
+APPEND = _write_script(
     "append",
-    f"""
--- KEYS[1] history list, KEYS[2] recent write tokens of that history ('|t1|t2|...|')
--- ARGV[1] write token ('' for none), ARGV[2] ttl seconds (0 = leave as is),
--- ARGV[3] keep newest N (0 = all), ARGV[4..] encoded messages, oldest first
-local token = ARGV[1]
-local recent = false
-if token ~= '' then
-  recent = redis.call('GET', KEYS[2])
-  if recent and string.find(recent, '|' .. token .. '|', 1, true) then
-    return {{0, redis.call('LLEN', KEYS[1])}}
-  end
-  -- remember the token first: if this user may not write it, nothing is written
-  recent = '|' .. token .. (recent or '|')
-  if #recent > {_TOKENS_BYTES} then
-    recent = string.match(string.sub(recent, 1, {_TOKENS_BYTES}), '^(.*|)')
-  end
-  redis.call('SET', KEYS[2], recent, 'PX', {TOKEN_TTL_MS})
-end
-local length = 0
-if #ARGV <= {_PUSH_CHUNK + 3} then
-  length = redis.call('LPUSH', KEYS[1], unpack(ARGV, 4))
-else
-  for first = 4, #ARGV, {_PUSH_CHUNK} do
-    length = redis.call('LPUSH', KEYS[1], unpack(ARGV, first, math.min(first + {_PUSH_CHUNK - 1}, #ARGV)))
-  end
-end
-local keep = tonumber(ARGV[3])
+    """
+-- ARGV[4] ttl seconds (0 = leave as is), ARGV[5] keep newest N (0 = all),
+-- ARGV[6..] encoded messages, oldest first. Replies {1 applied | 0 re-send, length}.
+if applied then remember(applied) return {0, length} end
+local ok, reply = remember('')
+if not ok then return refused(reply) end
+push(KEYS[1], 6)
+length = length + #ARGV - 5
+local keep = tonumber(ARGV[5])
 if keep > 0 and length > keep then
   redis.call('LTRIM', KEYS[1], 0, keep - 1)
   length = keep
 end
-local ttl = tonumber(ARGV[2])
-if ttl > 0 then
-  redis.call('EXPIRE', KEYS[1], ttl)
-end
-return {{1, length}}
+local ttl = tonumber(ARGV[4])
+if ttl > 0 then redis.call('EXPIRE', KEYS[1], ttl) end
+return {1, length}
 """,
 )
 
-DELETE_LAST = Script(
+DELETE_LAST = _write_script(
     "delete_last",
     """
--- KEYS[1] history list; ARGV[1] how many of the newest messages to remove
-local n = tonumber(ARGV[1])
-local removed = redis.call('LRANGE', KEYS[1], 0, n - 1)
-if #removed > 0 then
-  redis.call('LTRIM', KEYS[1], #removed, -1)
+-- ARGV[4] how many of the newest messages to remove. Replies {1, removed elements},
+-- or {0, count} when this is a re-send of a removal already applied.
+if applied then remember(applied) return {0, tonumber(applied)} end
+local n = math.min(tonumber(ARGV[4]), length)
+local ok, reply = remember(tostring(n))
+if not ok then return refused(reply) end
+local removed = {}
+if n > 0 then
+  removed = redis.call('LRANGE', KEYS[1], 0, n - 1)
+  redis.call('LTRIM', KEYS[1], n, -1)
 end
-return removed
+return {1, removed}
 """,
 )
 
-REPLACE = Script(
+REPLACE = _write_script(
     "replace",
-    f"""
--- KEYS[1] history list; ARGV[1] ttl seconds (0 = keep the current expiry),
--- ARGV[2..] encoded messages, oldest first. Readers see the old or the new list.
+    """
+-- ARGV[4] ttl seconds (0 = keep the current expiry), ARGV[5..] encoded messages, oldest
+-- first. Readers see the old or the new list. Replies {applied, length}.
+local count = #ARGV - 4
+if applied then remember(applied) return {0, count} end
+local ok, reply = remember('')
+if not ok then return refused(reply) end
 local remaining = redis.call('PTTL', KEYS[1])
 redis.call('DEL', KEYS[1])
-local length = 0
-for first = 2, #ARGV, {_PUSH_CHUNK} do
-  length = redis.call('LPUSH', KEYS[1], unpack(ARGV, first, math.min(first + {_PUSH_CHUNK - 1}, #ARGV)))
-end
-local ttl = tonumber(ARGV[1])
-if length > 0 then
+push(KEYS[1], 5)
+local ttl = tonumber(ARGV[4])
+if count > 0 then
   if ttl > 0 then
     redis.call('EXPIRE', KEYS[1], ttl)
   elseif remaining > 0 then
     redis.call('PEXPIRE', KEYS[1], remaining)
   end
 end
-return length
+return {1, count}
 """,
 )
 
-DELETE = Script(
+DELETE = _write_script(
     "delete",
     """
--- KEYS[1] history list, KEYS[2] its write tokens; replies 1 when the history existed
-local existed = redis.call('DEL', KEYS[1])
-redis.call('DEL', KEYS[2])
-return existed
+-- Deletes the history (its writers key stays, so a re-sent delete is recognised).
+-- Replies {applied, 1 when the history existed}.
+if applied then remember(applied) return {0, tonumber(applied)} end
+local existed = 0
+if length > 0 then existed = 1 end
+local ok, reply = remember(tostring(existed))
+if not ok then return refused(reply) end
+redis.call('DEL', KEYS[1])
+return {1, existed}
+""",
+)
+
+EXPIRE = _write_script(
+    "expire",
+    """
+-- ARGV[4] seconds from now, or 0 to remove the expiry (PERSIST).
+-- Replies {applied, 1 when the expiry changed}.
+if applied then remember(applied) return {0, tonumber(applied)} end
+local changed = 0
+if length > 0 then
+  if ARGV[4] ~= '0' or redis.call('PTTL', KEYS[1]) >= 0 then changed = 1 end
+end
+local ok, reply = remember(tostring(changed))
+if not ok then return refused(reply) end
+if changed == 1 then
+  if ARGV[4] == '0' then
+    redis.call('PERSIST', KEYS[1])
+  else
+    redis.call('EXPIRE', KEYS[1], ARGV[4])
+  end
+end
+return {1, changed}
 """,
 )
 
@@ -208,37 +368,13 @@ return 1
 """,
 )
 
-SCRIPTS = (APPEND, DELETE_LAST, REPLACE, DELETE, STAGE, COMMIT)
-
 
 # ---------------------------------------------------------------------------
-# Write tokens: unique per write, cheap (a per-process random prefix and a counter).
+# Companion keys
 
 
-class _TokenSource:
-    def __init__(self) -> None:
-        self._reset()
-        if hasattr(os, "register_at_fork"):
-            os.register_at_fork(after_in_child=self._reset)
-
-    def _reset(self) -> None:
-        self._prefix = secrets.token_urlsafe(6)  # 8 characters, 48 random bits
-        self._counter = itertools.count()
-
-    def next(self) -> str:
-        return f"{self._prefix}{next(self._counter):x}"
-
-
-_tokens = _TokenSource()
-
-
-def new_write_token() -> str:
-    """A token no other write of any process uses (random per process, counted within)."""
-    return _tokens.next()
-
-
-def tokens_key(key: str) -> str:
-    """The key remembering recent write tokens of history ``key``.
+def writers_key(key: str) -> str:
+    """The key remembering the recent writers of history ``key`` (see the scripts above).
 
     It starts with ``key`` (so an ACL on the prefix covers it) and hashes to the
     same Cluster slot (see :func:`redis_chat_history.slots.same_slot_suffix`).
@@ -252,7 +388,7 @@ def staging_key(key: str) -> str:
 
 
 def is_companion_key(key: str) -> bool:
-    """True for a write-token or staging key (never a session of its own)."""
+    """True for a writers or staging key (never a session of its own)."""
     for marker in ("\x00w", "\x00i"):
         start = key.rfind(marker)
         while start > 0:
@@ -264,122 +400,235 @@ def is_companion_key(key: str) -> bool:
 
 
 # ---------------------------------------------------------------------------
-# Plans
-
-
-def _parse_append(reply: Any) -> int:
-    return int(reply[1])
-
-
-def append_plan(
-    key: str,
-    encoded: Sequence[bytes],
-    *,
-    ttl: int | None,
-    max_messages: int | None,
-    token: str | None,
-) -> Plan[int]:
-    """Push a batch (oldest first), refresh the expiry and trim, atomically; replies new length.
-
-    A write token makes a retried write (one whose reply was lost) a no-op.
-    """
-    command = Command.call(
-        APPEND,
-        [key, tokens_key(key)],
-        [token or "", ttl or 0, max_messages or 0, *encoded],
-    )
-    return Plan(command, key, _parse_append, writes=True)
+# Reads
 
 
 def read_plan(
     key: str, *, limit: int | None = None, skip_corrupt: bool = False
 ) -> Plan[list[BaseMessage]]:
-    """The newest ``limit`` messages (all when None), oldest first: O(limit) on both sides."""
-    stop = -1 if limit is None else limit - 1
+    """The newest ``limit`` messages (all when None), oldest first: O(limit) on both sides.
 
-    def parse(reply: Any) -> list[BaseMessage]:
-        return decode_newest_first(reply, key=key, skip_corrupt=skip_corrupt)
+    ``limit`` must be >= 1: LRANGE 0 -1 would read everything.
+    """
+    _check_key(key)
+    stop = -1 if limit is None else check_int("limit", limit, minimum=1) - 1
 
-    return Plan(Command(("LRANGE", key, 0, stop)), key, parse)
+    def parse(replies: list[Any]) -> list[BaseMessage]:
+        return decode_newest_first(replies[0], key=key, skip_corrupt=skip_corrupt)
+
+    return Plan((Command(("LRANGE", key, 0, stop)),), key, parse)
 
 
 def count_plan(key: str) -> Plan[int]:
     """Number of stored messages (LLEN, O(1))."""
-    return Plan(Command(("LLEN", key)), key, int)
+    return Plan((Command(("LLEN", _check_key(key))),), key, _single(int))
 
 
-def clear_plan(key: str) -> Plan[int]:
-    """Delete the history and its write tokens."""
-    return Plan(Command(("DEL", key, tokens_key(key))), key, int, writes=True)
-
-
-def delete_last_plan(key: str, n: int, *, skip_corrupt: bool = False) -> Plan[list[BaseMessage]]:
-    """Remove the newest ``n`` messages atomically; replies them oldest first."""
-
-    def parse(reply: Any) -> list[BaseMessage]:
-        return decode_newest_first(reply, key=key, skip_corrupt=skip_corrupt)
-
-    return Plan(Command.call(DELETE_LAST, [key], [n]), key, parse, writes=True)
-
-
-def replace_plan(key: str, encoded: Sequence[bytes], *, ttl: int | None) -> Plan[int]:
-    """Replace the whole history atomically (readers see old or new, never a mix)."""
-    return Plan(Command.call(REPLACE, [key], [ttl or 0, *encoded]), key, int, writes=True)
-
-
-def expire_plan(key: str, seconds: int) -> Plan[bool]:
-    """Expire the history ``seconds`` from now; False when it does not exist."""
-    return Plan(Command(("EXPIRE", key, seconds)), key, bool, writes=True)
-
-
-def persist_plan(key: str) -> Plan[bool]:
-    """Remove the expiry; False when there was none or no history."""
-    return Plan(Command(("PERSIST", key)), key, bool, writes=True)
-
-
-def _parse_ttl(reply: Any) -> float | None:
-    milliseconds = int(reply)
+def _parse_ttl(replies: list[Any]) -> float | None:
+    milliseconds = int(replies[1])
     if milliseconds < 0:  # -1 no expiry, -2 no key
         return None
     return milliseconds / 1000
 
 
 def expires_in_plan(key: str) -> Plan[float | None]:
-    """Seconds until the history expires; None when it never expires (or does not exist)."""
-    return Plan(Command(("PTTL", key)), key, _parse_ttl)
+    """Seconds until the history expires; None when it never expires (or does not exist).
 
-
-def delete_plan(key: str) -> Plan[bool]:
-    """Delete the history and its write tokens; True when the history existed."""
-    return Plan(Command.call(DELETE, [key, tokens_key(key)], []), key, bool, writes=True)
-
-
-def oldest_window_plan(key: str, start: int, count: int) -> Plan[list[bytes]]:
-    """Raw elements ``start .. start+count-1`` counted from the oldest, oldest first.
-
-    Indexes from the tail stay valid while new messages are pushed at the head,
-    so a long history can be streamed in windows while it is being written.
+    LLEN first, so that a key of another type is refused (PTTL would answer for it).
     """
-
-    def parse(reply: Any) -> list[bytes]:
-        return list(reversed(reply))
-
-    return Plan(Command(("LRANGE", key, -(start + count), -(start + 1))), key, parse)
+    _check_key(key)
+    return Plan((Command(("LLEN", key)), Command(("PTTL", key))), key, _parse_ttl)
 
 
 def pttl_plan(key: str) -> Plan[int]:
     """Milliseconds until ``key`` expires: -1 never, -2 no such key."""
-    return Plan(Command(("PTTL", key)), key, int)
+    return Plan((Command(("PTTL", _check_key(key))),), key, _single(int))
+
+
+def type_plan(key: str) -> Plan[str]:
+    """The Redis type of ``key`` ('list', 'string', 'none', ...): names a wrong type in errors."""
+
+    def parse(replies: list[Any]) -> str:
+        kind = replies[0]
+        return kind.decode() if isinstance(kind, bytes) else str(kind)
+
+    return Plan((Command(("TYPE", _check_key(key))),), key, parse)
+
+
+def oldest_window_plan(key: str, start: int, count: int) -> Plan[list[bytes]]:
+    """Raw elements ``start .. start+count-1`` counted from the oldest, oldest first."""
+    check_int("start", start, minimum=0)
+    check_int("count", count, minimum=1)
+
+    def parse(replies: list[Any]) -> list[bytes]:
+        return list(reversed(replies[0]))
+
+    return Plan((Command(("LRANGE", _check_key(key), -(start + count), -(start + 1))),), key, parse)
+
+
+# ---------------------------------------------------------------------------
+# Writes
+
+
+def _applied(reply: Any) -> Any:
+    """The result part of a write script's reply ``{applied, result}``."""
+    return reply[1]
+
+
+def append_plan(
+    key: str, encoded: Sequence[bytes], *, ttl: int | None, max_messages: int | None
+) -> Plan[int]:
+    """Push a batch (oldest first), refresh the expiry and trim, atomically; replies new length."""
+    _check_key(key)
+    _check_batch(encoded)
+    ttl_arg = _check_optional("ttl", ttl, maximum=MAX_EXPIRE_SECONDS)
+    keep = _check_optional("max_messages", max_messages, maximum=MAX_MESSAGES)
+    command = Command.call(APPEND, [key, writers_key(key)], [WRITER, ttl_arg, keep, *encoded])
+    plain: list[Command] = [Command(("LPUSH", key, *encoded))]
+    if keep:
+        plain.append(Command(("LTRIM", key, 0, keep - 1)))
+    if ttl_arg:
+        plain.append(Command(("EXPIRE", key, ttl_arg)))
+
+    def parse_plain(replies: list[Any]) -> int:
+        return min(int(replies[0]), keep) if keep else int(replies[0])
+
+    return Plan(
+        (command,),
+        key,
+        _single(lambda reply: int(_applied(reply))),
+        writes=True,
+        plain=Plan(tuple(plain), key, parse_plain, writes=True, idempotent=False),
+    )
+
+
+def delete_last_plan(key: str, n: int, *, skip_corrupt: bool = False) -> Plan[list[BaseMessage]]:
+    """Remove the newest ``n`` (>= 1) messages atomically; replies them oldest first.
+
+    When the reply of an applied removal was lost and the re-send is recognised, the
+    removal happened once but its messages cannot be returned: the result is empty.
+    """
+    _check_key(key)
+    check_int("n", n, minimum=1, maximum=MAX_MESSAGES)
+
+    def parse(replies: list[Any]) -> list[BaseMessage]:
+        applied, removed = replies[0]
+        if not applied:
+            return []
+        return decode_newest_first(removed, key=key, skip_corrupt=skip_corrupt)
+
+    def parse_plain(replies: list[Any]) -> list[BaseMessage]:
+        return decode_newest_first(replies[0], key=key, skip_corrupt=skip_corrupt)
+
+    plain = Plan(
+        (Command(("LRANGE", key, 0, n - 1)), Command(("LTRIM", key, n, -1))),
+        key,
+        parse_plain,
+        writes=True,
+        idempotent=False,
+    )
+    command = Command.call(DELETE_LAST, [key, writers_key(key)], [WRITER, n])
+    return Plan((command,), key, parse, writes=True, plain=plain)
+
+
+def replace_plan(key: str, encoded: Sequence[bytes], *, ttl: int | None) -> Plan[int]:
+    """Replace the whole history atomically (readers see old or new, never a mix)."""
+    _check_key(key)
+    _check_batch(encoded, allow_empty=True)
+    ttl_arg = _check_optional("ttl", ttl, maximum=MAX_EXPIRE_SECONDS)
+    command = Command.call(REPLACE, [key, writers_key(key)], [WRITER, ttl_arg, *encoded])
+    plain: list[Command] = [Command(("DEL", key))]
+    if encoded:
+        plain.append(Command(("LPUSH", key, *encoded)))
+        if ttl_arg:
+            plain.append(Command(("EXPIRE", key, ttl_arg)))
+    count = len(encoded)
+    return Plan(
+        (command,),
+        key,
+        _single(lambda reply: int(_applied(reply))),
+        writes=True,
+        plain=Plan(tuple(plain), key, lambda replies: count, writes=True, idempotent=False),
+    )
+
+
+def delete_plan(key: str) -> Plan[bool]:
+    """Delete the history; True when it existed (``clear`` and ``store.delete``)."""
+    _check_key(key)
+    command = Command.call(DELETE, [key, writers_key(key)], [WRITER])
+    plain = Plan((Command(("DEL", key)),), key, _single(bool), writes=True, idempotent=False)
+    return Plan(
+        (command,), key, _single(lambda reply: bool(_applied(reply))), writes=True, plain=plain
+    )
+
+
+def expire_plan(key: str, seconds: int) -> Plan[bool]:
+    """Expire the history ``seconds`` from now; False when it does not exist."""
+    _check_key(key)
+    check_int("seconds", seconds, minimum=1, maximum=MAX_EXPIRE_SECONDS)
+    command = Command.call(EXPIRE, [key, writers_key(key)], [WRITER, seconds])
+    plain = Plan(
+        (Command(("EXPIRE", key, seconds)),), key, _single(bool), writes=True, idempotent=False
+    )
+    return Plan(
+        (command,), key, _single(lambda reply: bool(_applied(reply))), writes=True, plain=plain
+    )
+
+
+def persist_plan(key: str) -> Plan[bool]:
+    """Remove the expiry; False when there was none or no history."""
+    _check_key(key)
+    command = Command.call(EXPIRE, [key, writers_key(key)], [WRITER, 0])
+    plain = Plan((Command(("PERSIST", key)),), key, _single(bool), writes=True, idempotent=False)
+    return Plan(
+        (command,), key, _single(lambda reply: bool(_applied(reply))), writes=True, plain=plain
+    )
+
+
+# ---------------------------------------------------------------------------
+# Listing and statistics (routed to a node, not a key: see execution.masters)
+
+
+def scan_plan(cursor: int, pattern: str, *, count: int = 1000) -> Plan[tuple[int, list[bytes]]]:
+    """One SCAN step over list keys matching ``pattern``: the next cursor and the keys."""
+    check_int("cursor", cursor, minimum=0)
+    check_int("count", count, minimum=1)
+
+    def parse(replies: list[Any]) -> tuple[int, list[bytes]]:
+        next_cursor, keys = replies[0]
+        return int(next_cursor), list(keys)
+
+    command = Command(("SCAN", cursor, "MATCH", pattern, "COUNT", count, "TYPE", "list"))
+    return Plan((command,), pattern, parse)
+
+
+def size_plan(key: str, *, memory: bool) -> Plan[tuple[int, int | None]]:
+    """Messages of ``key`` and, with ``memory``, the bytes Redis uses for it (MEMORY USAGE)."""
+    _check_key(key)
+    commands = [Command(("LLEN", key))]
+    if memory:
+        commands.append(Command(("MEMORY", "USAGE", key, "SAMPLES", "0")))
+
+    def parse(replies: list[Any]) -> tuple[int, int | None]:
+        return int(replies[0]), (int(replies[1] or 0) if memory else None)
+
+    return Plan(tuple(commands), key, parse)
+
+
+# ---------------------------------------------------------------------------
+# Import and copy: staging lists committed by one RENAME
 
 
 def stage_plan(key: str, encoded: Sequence[bytes]) -> Plan[int]:
     """Append a batch (oldest first) to the staging list of history ``key``."""
-    return Plan(Command.call(STAGE, [staging_key(key)], list(encoded)), key, int, writes=True)
+    _check_batch(encoded)
+    command = Command.call(STAGE, [staging_key(key)], list(encoded))
+    return Plan((command,), key, _single(int), writes=True, idempotent=False)
 
 
 def discard_stage_plan(key: str) -> Plan[int]:
     """Drop the staging list of history ``key`` (after a failed import)."""
-    return Plan(Command(("DEL", staging_key(key))), key, int, writes=True)
+    return Plan((Command(("DEL", staging_key(key))),), key, _single(int), writes=True)
 
 
 def commit_stage_plan(key: str, *, overwrite: bool, expire_ms: int) -> Plan[bool]:
@@ -387,4 +636,4 @@ def commit_stage_plan(key: str, *, overwrite: bool, expire_ms: int) -> Plan[bool
     command = Command.call(
         COMMIT, [staging_key(key), key], ["1" if overwrite else "0", max(0, expire_ms)]
     )
-    return Plan(command, key, bool, writes=True)
+    return Plan((command,), key, _single(bool), writes=True, idempotent=False)

@@ -23,23 +23,15 @@ from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
-from redis import exceptions as redis_errors
-
 from redis_chat_history import operations
 from redis_chat_history.clients import AsyncClient, SyncClient
-from redis_chat_history.execution import REDIS_ERRORS, arun, run, translate
-from redis_chat_history.history import (
-    DEFAULT_KEY_PREFIX,
-    DEFAULT_URL,
-    RedisChatMessageHistory,
-    make_provider,
-    validate_session_id,
-    validate_settings,
-)
+from redis_chat_history.errors import PermissionDeniedError
+from redis_chat_history.execution import amasters, arun, masters, run
+from redis_chat_history.history import RedisChatMessageHistory, make_provider
 from redis_chat_history.retry import RetryPolicy
+from redis_chat_history.settings import DEFAULT_KEY_PREFIX, DEFAULT_URL, Settings
 
 _SCAN_COUNT = 1000
-_STATS_BATCH = 500
 _GLOB_SPECIALS = frozenset("*?[]\\")
 
 
@@ -72,6 +64,27 @@ class TransferResult:
     messages: int
 
 
+class _Tally:
+    """Counts of :meth:`RedisChatStore.stats`; MEMORY USAGE is dropped once it is refused."""
+
+    def __init__(self) -> None:
+        self.sessions = self.messages = self.memory = 0
+        self.memory_allowed = True
+
+    def plan(self, key: str) -> operations.Plan[tuple[int, int | None]]:
+        return operations.size_plan(key, memory=self.memory_allowed)
+
+    def add(self, size: tuple[int, int | None]) -> None:
+        self.sessions += 1
+        self.messages += size[0]
+        self.memory += size[1] or 0
+
+    def result(self) -> StoreStats:
+        return StoreStats(
+            self.sessions, self.messages, self.memory if self.memory_allowed else None
+        )
+
+
 class RedisChatStore:
     """The histories of one Redis deployment under one key prefix, sharing clients.
 
@@ -94,22 +107,32 @@ class RedisChatStore:
         retry: RetryPolicy | None = None,
         skip_corrupt: bool = False,
     ) -> None:
-        validate_settings(
+        self.settings = Settings.build(
             key_prefix=key_prefix,
             ttl=ttl,
             max_messages=max_messages,
+            compress=compress,
             wait_for_replicas=wait_for_replicas,
             wait_timeout=wait_timeout,
+            skip_corrupt=skip_corrupt,
         )
-        self.key_prefix = key_prefix
-        self.ttl = ttl
-        self.max_messages = max_messages
-        self.compress = bool(compress)
-        self.wait_for_replicas = wait_for_replicas
-        self.wait_timeout = wait_timeout
-        self.skip_corrupt = bool(skip_corrupt)
-        self._url = url
         self._provider = make_provider(url, client, async_client, retry)
+
+    @property
+    def key_prefix(self) -> str:
+        return self.settings.key_prefix
+
+    @property
+    def ttl(self) -> int | None:
+        return self.settings.ttl
+
+    @property
+    def compress(self) -> bool:
+        return self.settings.compress
+
+    @property
+    def skip_corrupt(self) -> bool:
+        return self.settings.skip_corrupt
 
     @property
     def display(self) -> str:
@@ -125,20 +148,11 @@ class RedisChatStore:
         Fits ``RunnableWithMessageHistory(chain, store.history)``.
         """
         return RedisChatMessageHistory(
-            session_id,
-            self._url if isinstance(self._url, str) else DEFAULT_URL,
-            self.key_prefix,
-            self.ttl,
-            max_messages=self.max_messages,
-            compress=self.compress,
-            wait_for_replicas=self.wait_for_replicas,
-            wait_timeout=self.wait_timeout,
-            skip_corrupt=self.skip_corrupt,
-            _provider=self._provider,
+            session_id, _provider=self._provider, _settings=self.settings
         )
 
     def key(self, session_id: str) -> str:
-        return self.key_prefix + validate_session_id(session_id)
+        return self.settings.key(session_id)
 
     # -- listing ------------------------------------------------------------------
     def _pattern(self, match: str | None) -> tuple[str, str]:
@@ -161,15 +175,15 @@ class RedisChatStore:
         while the scan runs may or may not be listed.
         """
         literal, pattern = self._pattern(match)
-        try:
-            # RedisCluster.scan_iter walks every master, one cursor per node.
-            client = self._provider.sync()
-            for raw in client.scan_iter(match=pattern, count=_SCAN_COUNT, _type="list"):
-                session_id = self._session_of(raw, literal)
-                if session_id is not None:
-                    yield session_id
-        except REDIS_ERRORS as error:
-            raise translate(error, self._provider, pattern) from error
+        for node in masters(self._provider, pattern):
+            cursor = -1
+            while cursor:
+                plan = operations.scan_plan(max(cursor, 0), pattern, count=_SCAN_COUNT)
+                cursor, keys = run(self._provider, plan, node=node)
+                for raw in keys:
+                    session_id = self._session_of(raw, literal)
+                    if session_id is not None:
+                        yield session_id
 
     def count_sessions(self, match: str | None = None) -> int:
         """How many sessions :meth:`sessions` lists."""
@@ -178,14 +192,15 @@ class RedisChatStore:
     async def asessions(self, match: str | None = None) -> AsyncIterator[str]:
         """Async :meth:`sessions`."""
         literal, pattern = self._pattern(match)
-        try:
-            client = await self._provider.async_()
-            async for raw in client.scan_iter(match=pattern, count=_SCAN_COUNT, _type="list"):
-                session_id = self._session_of(raw, literal)
-                if session_id is not None:
-                    yield session_id
-        except REDIS_ERRORS as error:
-            raise translate(error, self._provider, pattern) from error
+        for node in await amasters(self._provider, pattern):
+            cursor = -1
+            while cursor:
+                plan = operations.scan_plan(max(cursor, 0), pattern, count=_SCAN_COUNT)
+                cursor, keys = await arun(self._provider, plan, node=node)
+                for raw in keys:
+                    session_id = self._session_of(raw, literal)
+                    if session_id is not None:
+                        yield session_id
 
     async def acount_sessions(self, match: str | None = None) -> int:
         """Async :meth:`count_sessions`."""
@@ -196,68 +211,47 @@ class RedisChatStore:
 
     # -- deleting -----------------------------------------------------------------
     def delete(self, *session_ids: str) -> int:
-        """Delete these sessions (and their write tokens); returns how many existed."""
+        """Delete these sessions; returns how many existed."""
         keys = [self.key(session_id) for session_id in session_ids]
-        return sum(run(self._provider, operations.delete_plan(key)) for key in keys)
+        wait = self.settings.wait
+        return sum(run(self._provider, operations.delete_plan(key), wait) for key in keys)
 
     async def adelete(self, *session_ids: str) -> int:
         """Async :meth:`delete`."""
         keys = [self.key(session_id) for session_id in session_ids]
-        return sum([await arun(self._provider, operations.delete_plan(key)) for key in keys])
+        wait = self.settings.wait
+        return sum([await arun(self._provider, operations.delete_plan(key), wait) for key in keys])
 
     # -- statistics ---------------------------------------------------------------
     def stats(self, match: str | None = None) -> StoreStats:
         """Sessions, messages and the Redis memory their keys use (MEMORY USAGE)."""
-        client = self._provider.sync()
-        sessions = messages = memory = 0
-        memory_allowed = True
-        batch: list[str] = []
-
-        def flush() -> None:
-            nonlocal messages, memory, memory_allowed
-            pipe = client.pipeline(transaction=False)
-            for key in batch:
-                pipe.llen(key)
-                if memory_allowed:
-                    pipe.memory_usage(key, samples=0)
-            replies = pipe.execute(raise_on_error=False)
-            step = 2 if memory_allowed else 1
-            for index in range(0, len(replies), step):
-                length = replies[index]
-                if isinstance(length, Exception):
-                    raise length
-                messages += int(length)
-                if memory_allowed:
-                    usage = replies[index + 1]
-                    if isinstance(usage, redis_errors.NoPermissionError):
-                        memory_allowed = False
-                    elif isinstance(usage, Exception):
-                        raise usage
-                    else:
-                        memory += int(usage or 0)
-            batch.clear()
-
-        try:
-            for session_id in self.sessions(match):
-                sessions += 1
-                batch.append(self.key_prefix + session_id)
-                if len(batch) >= _STATS_BATCH:
-                    flush()
-            if batch:
-                flush()
-        except REDIS_ERRORS as error:
-            raise translate(error, self._provider, self.key_prefix) from error
-        return StoreStats(sessions, messages, memory if memory_allowed else None)
+        tally = _Tally()
+        for session_id in self.sessions(match):
+            key = self.key_prefix + session_id
+            try:
+                size = run(self._provider, tally.plan(key))
+            except PermissionDeniedError:
+                if not tally.memory_allowed:
+                    raise
+                tally.memory_allowed = False  # MEMORY USAGE refused (ACL): count messages only
+                size = run(self._provider, tally.plan(key))
+            tally.add(size)
+        return tally.result()
 
     async def astats(self, match: str | None = None) -> StoreStats:
-        """Async :meth:`stats` (message counts; memory via the sync path is not repeated)."""
-        sessions = messages = 0
+        """Async :meth:`stats`."""
+        tally = _Tally()
         async for session_id in self.asessions(match):
-            sessions += 1
-            messages += await arun(
-                self._provider, operations.count_plan(self.key_prefix + session_id)
-            )
-        return StoreStats(sessions, messages, None)
+            key = self.key_prefix + session_id
+            try:
+                size = await arun(self._provider, tally.plan(key))
+            except PermissionDeniedError:
+                if not tally.memory_allowed:
+                    raise
+                tally.memory_allowed = False  # MEMORY USAGE refused (ACL): count messages only
+                size = await arun(self._provider, tally.plan(key))
+            tally.add(size)
+        return tally.result()
 
     # -- export, import, copy (transfer.py) ----------------------------------------
     def export(

@@ -1,0 +1,101 @@
+"""Writer tokens: how a re-sent write is recognised by the server (exactly once).
+
+A *writer* is a (process, slot) pair that sends its writes to one history one at a
+time: a call checks a writer out for its whole duration (retries included), so
+two calls never use the same writer at once. Each call gets a sequence number from
+one counter of the process, so the numbers a writer sends only increase. The
+write scripts (:mod:`redis_chat_history.operations`) keep, per history, the newest
+sequence number of each writer for as long as a re-send can arrive; a write whose
+number is not above its writer's newest is a re-send of an applied write.
+
+What the server keeps grows with the number of writers that wrote a history within
+that window (one per concurrent call on that history), never with the write rate.
+
+Example::
+
+    with checkout("message_store:s1", window_seconds=310) as token:
+        args = token.fill(plan.commands[0].args)
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import secrets
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from redis_chat_history.operations import WRITER
+
+
+@dataclass(frozen=True)
+class WriterToken:
+    """The three script arguments that identify one write: writer, sequence, window."""
+
+    writer: str
+    sequence: int
+    window_seconds: int
+
+    def fill(self, args: tuple[Any, ...]) -> tuple[Any, ...]:
+        """``args`` with :data:`~redis_chat_history.operations.WRITER` replaced by the token."""
+        at = args.index(WRITER)
+        return (
+            *args[:at],
+            self.writer,
+            f"{self.sequence:x}",
+            self.window_seconds,
+            *args[at + 1 :],
+        )
+
+
+class _Writers:
+    """The writers of this process: a random prefix, a sequence counter, busy slots per key."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._reset()
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
+        self._lock = threading.Lock()
+        self._prefix = secrets.token_hex(5)  # 40 random bits per process
+        self._sequence = itertools.count(1)
+        self._busy: dict[str, set[int]] = {}
+
+    def acquire(self, key: str, window_seconds: int) -> tuple[WriterToken, int]:
+        with self._lock:
+            busy = self._busy.get(key)
+            if busy is None:
+                busy = self._busy[key] = set()
+            slot = 0
+            while slot in busy:
+                slot += 1
+            busy.add(slot)
+            sequence = next(self._sequence)
+        return WriterToken(f"{self._prefix}{slot:x}", sequence, window_seconds), slot
+
+    def release(self, key: str, slot: int) -> None:
+        with self._lock:
+            busy = self._busy.get(key)
+            if busy is not None:
+                busy.discard(slot)
+                if not busy:
+                    del self._busy[key]
+
+
+_writers = _Writers()
+
+
+@contextmanager
+def checkout(key: str, window_seconds: float) -> Iterator[WriterToken]:
+    """A writer of history ``key`` for one call (no other call uses it meanwhile)."""
+    token, slot = _writers.acquire(key, max(1, math.ceil(window_seconds)))
+    try:
+        yield token
+    finally:
+        _writers.release(key, slot)
