@@ -1,7 +1,10 @@
-"""A TCP proxy in front of a real redis-server that can drop a reply after the server applied it.
+"""A TCP proxy in front of a real redis-server that loses replies and holds requests.
 
 It forwards bytes unchanged. ``drop_next_reply()`` makes it swallow the next bytes the
 server sends and cut the client's connection: the command ran, the client never hears so.
+With ``hold=True`` it also stops forwarding what clients send (on every connection, new
+ones too) until ``release()``: the client's re-send waits in the proxy while the test
+does other things, then reaches the server late.
 """
 
 from __future__ import annotations
@@ -18,7 +21,14 @@ class ReplyDroppingProxy:
         self.upstream_port = upstream_port
         self.port = free_port()
         self.dropped = 0
+        #: Requests (chunks from clients) waiting for release().
+        self.held = 0
+        #: Replies (chunks from the server) seen, delivered or not.
+        self.replies = 0
         self._drop = threading.Event()
+        self._hold_after_drop = False
+        self._open = threading.Event()
+        self._open.set()
         self._listener = socket.create_server(("127.0.0.1", self.port))
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
@@ -29,8 +39,13 @@ class ReplyDroppingProxy:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def drop_next_reply(self) -> None:
+    def drop_next_reply(self, *, hold: bool = False) -> None:
+        self._hold_after_drop = hold
         self._drop.set()
+
+    def release(self) -> None:
+        """Forward every held request now, and everything after it."""
+        self._open.set()
 
     def _accept(self) -> None:
         while not self._closed:
@@ -50,10 +65,19 @@ class ReplyDroppingProxy:
                 data = source.recv(65536)
                 if not data:
                     break
+                if replies:
+                    with self._lock:
+                        self.replies += 1
                 if replies and self._drop.is_set():
                     self._drop.clear()
+                    if self._hold_after_drop:
+                        self._open.clear()
                     self.dropped += 1
                     break  # the server answered; the client never gets it
+                if not replies and not self._open.is_set():
+                    with self._lock:
+                        self.held += 1
+                    self._open.wait()
                 target.sendall(data)
         except OSError:
             pass
@@ -65,6 +89,7 @@ class ReplyDroppingProxy:
 
     def close(self) -> None:
         self._closed = True
+        self._open.set()
         self._listener.close()
         with self._lock:
             for sock in self._sockets:

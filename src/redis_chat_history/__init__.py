@@ -20,8 +20,10 @@ from redis_chat_history.errors import (
     InvalidURLError,
     MessageEncodeError,
     PermissionDeniedError,
+    PoolExhaustedError,
     RedisUnavailableError,
     ReplicationError,
+    WriteOutcomeUnknownError,
     WrongTypeError,
 )
 from redis_chat_history.history import RedisChatMessageHistory
@@ -41,6 +43,7 @@ __all__ = [
     "InvalidURLError",
     "MessageEncodeError",
     "PermissionDeniedError",
+    "PoolExhaustedError",
     "RedisChatMessageHistory",
     "RedisChatStore",
     "RedisUnavailableError",
@@ -48,6 +51,7 @@ __all__ = [
     "RetryPolicy",
     "StoreStats",
     "TransferResult",
+    "WriteOutcomeUnknownError",
     "WrongTypeError",
     "close_shared_clients",
     "parse_url",

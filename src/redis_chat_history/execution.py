@@ -255,7 +255,9 @@ class _Call(Generic[T]):
                 f"{self.plan.key!r} was sent: it may or may not have been applied "
                 f"({self.provider.redact(str(error))})"
             ) from error
-        self.reconnect = True  # Sentinel asks again for the master, Cluster re-reads its slots
+        # The failed connection is closed already (a Sentinel connection asks for the master
+        # again when it reconnects); a Cluster re-reads its slots, the node may have failed over.
+        self.reconnect = self.provider.is_cluster
         return _Step(False, delay=self._retry_delay(error))
 
     def replied(self, replies: list[Any]) -> _Step:

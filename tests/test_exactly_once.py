@@ -1,0 +1,485 @@
+"""Exactly once under faults: lost replies re-sent late, paused servers, bursts of writers.
+
+The guarantee under test (README, "What a write guarantees"): a write that returned
+normally is stored exactly once, however many other writes reach the same session
+before its re-send; a write that raised was applied at most once. Every write that
+may be re-sent (append, delete_last, replace_messages, expire, persist, clear) is
+recognised when it is; the plain writes of users who may not run scripts are never
+re-sent once they may have reached the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from langchain_core.messages import HumanMessage
+
+from redis_chat_history import (
+    PoolExhaustedError,
+    RedisChatMessageHistory,
+    RedisChatStore,
+    RedisUnavailableError,
+    RetryPolicy,
+    WriteOutcomeUnknownError,
+)
+from redis_chat_history import execution as execution_module
+from redis_chat_history.codec import encode_message
+from redis_chat_history.operations import (
+    APPEND,
+    DELETE,
+    DELETE_LAST,
+    EXPIRE,
+    REPLACE,
+    append_plan,
+)
+from redis_chat_history.writers import WriterToken
+from tests.proxy import ReplyDroppingProxy
+from tests.servers import Cluster, RedisProcess, find_binaries, wait_until
+
+OTHER_WRITES = 1000
+
+
+def contents(history: RedisChatMessageHistory) -> list[str]:
+    return [str(message.content) for message in history.messages]
+
+
+@pytest.fixture
+def proxy(redis7: RedisProcess) -> Iterator[ReplyDroppingProxy]:
+    """A proxy in front of ``redis7``, whose scripts are loaded (so the lost reply is the
+    write's own, not a NOSCRIPT)."""
+    client = redis7.client()
+    try:
+        for script in (APPEND, DELETE_LAST, REPLACE, DELETE, EXPIRE):
+            client.script_load(script.source)
+    finally:
+        client.close()
+    proxy = ReplyDroppingProxy(redis7.port)
+    yield proxy
+    proxy.close()
+
+
+def run_in_thread(call: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]:
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["value"] = call()
+        except BaseException as error:  # reported by the test
+            outcome["error"] = error
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    return thread, outcome
+
+
+# Each case: (prepare the session, the write whose reply is lost, expected final contents).
+# Between the lost reply and the re-send, OTHER_WRITES appends reach the same session.
+OTHERS = [f"other-{i}" for i in range(OTHER_WRITES)]
+CASES: dict[str, tuple[list[str], Callable[[RedisChatMessageHistory], Any], list[str]]] = {
+    "append": ([], lambda h: h.add_messages([HumanMessage("lost-1"), HumanMessage("lost-2")]),
+               ["lost-1", "lost-2", *OTHERS]),
+    "delete_last": (["a", "b", "c"], lambda h: h.delete_last(1), ["a", "b", *OTHERS]),
+    "replace": (["a", "b"], lambda h: h.replace_messages([HumanMessage("summary")]),
+                ["summary", *OTHERS]),
+    "clear": (["a", "b"], lambda h: h.clear(), OTHERS),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_lost_reply_resent_after_many_other_writes_applies_once(
+    redis7: RedisProcess, proxy: ReplyDroppingProxy, case: str, mode: str
+) -> None:
+    before, write, expected = CASES[case]
+    retry = RetryPolicy(attempts=3, socket_timeout=20, backoff_base=0.01)
+    via_proxy = RedisChatMessageHistory("busy", url=proxy.url, retry=retry)
+    direct = RedisChatMessageHistory("busy", url=redis7.url)
+    direct.add_messages([HumanMessage(text) for text in before])
+    via_proxy.count()  # connected and warmed up
+
+    def call() -> Any:
+        if mode == "sync":
+            proxy.drop_next_reply(hold=True)
+            return write(via_proxy)
+
+        async def async_write() -> Any:
+            await via_proxy.acount()  # this loop's client is connected and warmed up
+            proxy.drop_next_reply(hold=True)
+            twin = {
+                "append": lambda: via_proxy.aadd_messages(
+                    [HumanMessage("lost-1"), HumanMessage("lost-2")]
+                ),
+                "delete_last": lambda: via_proxy.adelete_last(1),
+                "replace": lambda: via_proxy.areplace_messages([HumanMessage("summary")]),
+                "clear": via_proxy.aclear,
+            }[case]
+            return await twin()
+
+        return asyncio.run(async_write())
+
+    thread, outcome = run_in_thread(call)
+    wait_until(lambda: proxy.dropped == 1 and proxy.held >= 1, 20, "the re-send to be held")
+    for text in OTHERS:
+        direct.add_message(HumanMessage(text))
+    proxy.release()
+    thread.join(60)
+    assert not thread.is_alive()
+    assert "error" not in outcome, outcome.get("error")
+    assert contents(direct) == expected
+
+
+def test_resent_expire_does_not_undo_a_later_persist(
+    redis7: RedisProcess, proxy: ReplyDroppingProxy
+) -> None:
+    retry = RetryPolicy(attempts=3, socket_timeout=20, backoff_base=0.01)
+    via_proxy = RedisChatMessageHistory("ttl", url=proxy.url, retry=retry)
+    direct = RedisChatMessageHistory("ttl", url=redis7.url)
+    direct.add_user_message("a")
+    via_proxy.count()
+    proxy.drop_next_reply(hold=True)
+    thread, outcome = run_in_thread(lambda: via_proxy.expire(1000))
+    wait_until(lambda: proxy.held >= 1, 20, "the re-send to be held")
+    assert direct.expires_in() is not None  # the first copy was applied
+    for _ in range(OTHER_WRITES):
+        direct.add_user_message("x")
+    assert direct.persist() is True
+    proxy.release()
+    thread.join(60)
+    assert outcome == {"value": True}
+    assert direct.expires_in() is None  # the re-send was recognised, not applied again
+
+
+def test_resend_held_for_the_longest_delay_the_policy_allows_is_recognised(
+    redis7: RedisProcess, proxy: ReplyDroppingProxy
+) -> None:
+    """A re-send held in the network until the policy's longest call is still recognised."""
+    retry = RetryPolicy(
+        attempts=1, backoff_base=0.01, backoff_cap=0.05, connect_timeout=0.2, socket_timeout=0.3
+    )
+    longest = retry.longest_call_seconds
+    assert 5 < longest < 8  # keeps the test short
+    via_proxy = RedisChatMessageHistory("late", url=proxy.url, retry=retry)
+    direct = RedisChatMessageHistory("late", url=redis7.url)
+    via_proxy.count()
+    proxy.drop_next_reply(hold=True)
+    started = time.monotonic()
+    with pytest.raises(RedisUnavailableError):  # its re-send is held: the call gives up
+        via_proxy.add_user_message("late")
+    assert proxy.held == 1 and contents(direct) == ["late"]  # the first copy was applied
+    for _ in range(OTHER_WRITES):
+        direct.add_user_message("other")
+    wait_until(lambda: time.monotonic() - started > longest - 0.3, longest, "the longest delay")
+    replies = proxy.replies
+    proxy.release()  # the held re-send reaches the server now
+    wait_until(lambda: proxy.replies > replies, 10, "the server to answer the late re-send")
+    assert contents(direct).count("late") == 1
+    assert direct.count() == OTHER_WRITES + 1
+
+
+@pytest.mark.parametrize("topology", ["standalone", "cluster"])
+def test_the_server_recognises_a_token_after_many_other_writers(
+    redis7: RedisProcess, cluster: Cluster, cluster_url: str, topology: str
+) -> None:
+    """The mechanism itself: replay one write's exact request after 1,000 other writes."""
+    url = redis7.url if topology == "standalone" else cluster_url
+    history = RedisChatMessageHistory("replayed", url=url)
+    client = redis7.client() if topology == "standalone" else cluster.client()
+    try:
+        plan = append_plan(history.key, [encode_message(HumanMessage("once"))], ttl=60,
+                           max_messages=None)  # fmt: skip
+        token = WriterToken("feedbeef00", 7, 300)
+        request = token.fill(plan.commands[0].as_eval())
+        assert client.execute_command(*request) == [1, 1]
+        for i in range(OTHER_WRITES):
+            history.add_user_message(f"other-{i}")
+        assert client.execute_command(*request) == [0, OTHER_WRITES + 1]  # recognised
+        older = WriterToken("feedbeef00", 6, 300)  # an even older re-send of that writer
+        assert client.execute_command(*older.fill(plan.commands[0].as_eval()))[0] == 0
+        newer = WriterToken("feedbeef00", 8, 300)  # the writer's next write is applied
+        assert client.execute_command(*newer.fill(plan.commands[0].as_eval()))[0] == 1
+    finally:
+        client.close()
+    assert Counter(contents(history))["once"] == 2
+
+
+@pytest.fixture
+def paused_server() -> Iterator[RedisProcess]:
+    """A server of its own: SIGSTOP must not stall other tests."""
+    server = RedisProcess(find_binaries()[0]).start()
+    yield server
+    with contextlib.suppress(Exception):
+        assert server.process is not None
+        server.process.send_signal(signal.SIGCONT)
+    server.stop()
+
+
+@contextlib.contextmanager
+def paused(server: RedisProcess, seconds: float) -> Iterator[None]:
+    """SIGSTOP the server for ``seconds`` in the background."""
+    assert server.process is not None
+    process = server.process
+
+    def resume() -> None:
+        process.send_signal(signal.SIGCONT)
+
+    process.send_signal(signal.SIGSTOP)
+    timer = threading.Timer(seconds, resume)
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.join()
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_server_paused_while_many_writers_write_one_session(
+    paused_server: RedisProcess, mode: str
+) -> None:
+    """40 writers on one session, socket_timeout=1 s, the server paused for 3 s."""
+    retry = RetryPolicy(attempts=4, socket_timeout=1, backoff_base=0.05, connect_timeout=1)
+    history = RedisChatMessageHistory("paused", url=paused_server.url, retry=retry)
+    writers, per_writer = 40, 5
+    acknowledged: list[str] = []
+    failed: list[BaseException] = []
+    started = threading.Event()
+
+    async def async_writer(index: int) -> None:
+        for i in range(per_writer):
+            text = f"w{index}-{i}"
+            try:
+                await history.aadd_messages([HumanMessage(text)])
+                acknowledged.append(text)
+            except RedisUnavailableError as error:
+                failed.append(error)
+            if index == 0 and i == 0:
+                started.set()
+            await asyncio.sleep(0.3)
+
+    def sync_writer(index: int) -> None:
+        for i in range(per_writer):
+            text = f"w{index}-{i}"
+            try:
+                history.add_message(HumanMessage(text))
+                acknowledged.append(text)
+            except RedisUnavailableError as error:
+                failed.append(error)
+            if index == 0 and i == 0:
+                started.set()
+            time.sleep(0.3)
+
+    def write_all() -> None:
+        if mode == "async":
+
+            async def main() -> None:
+                await asyncio.gather(*(async_writer(index) for index in range(writers)))
+
+            asyncio.run(main())
+        else:
+            threads = [threading.Thread(target=sync_writer, args=(i,)) for i in range(writers)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+
+    thread, outcome = run_in_thread(write_all)
+    assert started.wait(20)
+    with paused(paused_server, 3.0):
+        pass
+    thread.join(120)
+    assert "error" not in outcome, outcome.get("error")
+    assert failed == []  # the policy rode the pause out
+    stored = contents(history)
+    assert [text for text, n in Counter(stored).items() if n > 1] == []
+    assert sorted(stored) == sorted(acknowledged)
+    assert len(stored) == writers * per_writer
+
+
+def test_cluster_master_paused_while_writers_write(cluster: Cluster, cluster_url: str) -> None:
+    """The async Cluster path under a short master pause (shorter than the node timeout)."""
+    retry = RetryPolicy(attempts=4, socket_timeout=0.4, backoff_base=0.05, connect_timeout=1)
+    history = RedisChatMessageHistory("cluster-paused", url=cluster_url, retry=retry)
+    history.add_user_message("first")
+    master = next(node for node in cluster.masters() if _serves(node, history.key))
+    acknowledged: list[str] = []
+
+    async def writer(index: int, stop: asyncio.Event) -> None:
+        i = 0
+        while not stop.is_set():
+            text = f"w{index}-{i}"
+            with contextlib.suppress(RedisUnavailableError):
+                await history.aadd_messages([HumanMessage(text)])
+                acknowledged.append(text)
+            i += 1
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        tasks = [asyncio.create_task(writer(index, stop)) for index in range(30)]
+        while len(acknowledged) < 30:
+            await asyncio.sleep(0.01)
+        await asyncio.to_thread(_pause_for, master, 1.0)
+        count = len(acknowledged)
+        while len(acknowledged) < count + 30:
+            await asyncio.sleep(0.01)
+        stop.set()
+        await asyncio.gather(*tasks)
+
+    asyncio.run(main())
+    cluster.wait_healthy()
+    stored = contents(history)
+    assert [text for text, n in Counter(stored).items() if n > 1] == []
+    assert set(acknowledged) <= set(stored)
+
+
+def _pause_for(server: RedisProcess, seconds: float) -> None:
+    with paused(server, seconds):
+        pass
+
+
+def _serves(node: RedisProcess, key: str) -> bool:
+    """True when ``node`` is the master of ``key``'s slot."""
+    client = node.client()
+    try:
+        slot = client.execute_command("CLUSTER", "KEYSLOT", key)
+        for start, end, master, *_replicas in client.execute_command("CLUSTER", "SLOTS"):
+            if start <= slot <= end:
+                return int(master[1]) == node.port
+    finally:
+        client.close()
+    return False
+
+
+def test_async_cluster_bursts_of_first_calls(cluster_url: str) -> None:
+    """Many tasks making their first calls at once on new clients never see a client race."""
+
+    async def burst(round_: int) -> None:
+        store = RedisChatStore(url=cluster_url, retry=RetryPolicy(attempts=0))
+        histories = [store.history(f"burst-{round_}-{i}") for i in range(60)]
+        await asyncio.gather(*(h.aadd_messages([HumanMessage("hi")]) for h in histories))
+        assert [await h.acount() for h in histories] == [1] * 60
+
+    for round_ in range(6):
+        asyncio.run(burst(round_))  # a new loop: new clients, first calls all at once
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_full_pool_fails_once_after_its_timeout_naming_its_size(
+    redis7: RedisProcess, mode: str
+) -> None:
+    retry = RetryPolicy(attempts=3, connect_timeout=0.2, socket_timeout=0.3)
+    url = f"{redis7.url}?max_connections=1"
+    history = RedisChatMessageHistory("pool", url=url, retry=retry)
+
+    def sync_scenario() -> tuple[PoolExhaustedError, float]:
+        history.count()
+        pool = history._provider.sync().connection_pool  # type: ignore[union-attr]
+        held = pool.get_connection()
+        began = time.monotonic()
+        try:
+            with pytest.raises(PoolExhaustedError) as caught:
+                history.add_user_message("x")
+        finally:
+            pool.release(held)
+        return caught.value, time.monotonic() - began
+
+    async def async_scenario() -> tuple[PoolExhaustedError, float]:
+        await history.acount()
+        client = await history._provider.async_()
+        pool = client.connection_pool  # type: ignore[union-attr]
+        held = await pool.get_connection()
+        began = time.monotonic()
+        try:
+            with pytest.raises(PoolExhaustedError) as caught:
+                await history.aadd_messages([HumanMessage("x")])
+        finally:
+            await pool.release(held)
+        return caught.value, time.monotonic() - began
+
+    error, elapsed = sync_scenario() if mode == "sync" else asyncio.run(async_scenario())
+    assert retry.pool_timeout <= elapsed < 2 * retry.pool_timeout  # once, not once per retry
+    text = str(error)
+    assert "pool of 1" in text and "max_connections" in text
+    assert history.count() == 0
+
+
+OLD_CLASS_COMMANDS = "lpush lrange expire del info"
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_user_of_the_old_class_keeps_working_with_plain_commands(
+    redis7: RedisProcess,
+    mode: str,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An ACL that let langchain_community's class work: writes fall back, one warning."""
+    from langchain_community.chat_message_histories import (
+        RedisChatMessageHistory as CommunityHistory,
+    )
+
+    monkeypatch.setattr(execution_module, "_plain_warned", False)
+    caplog.set_level(logging.WARNING, logger="redis_chat_history")
+    admin = redis7.client()
+    admin.execute_command(
+        "ACL", "SETUSER", "old", "on", ">pw", "resetkeys", "~message_store:*", "resetchannels",
+        "-@all", *(f"+{command}" for command in OLD_CLASS_COMMANDS.split()),
+    )  # fmt: skip
+    url = f"redis://old:pw@127.0.0.1:{redis7.port}/0"
+    try:
+        history = RedisChatMessageHistory("legacy", url=url, ttl=600)
+        other = RedisChatMessageHistory("legacy-2", url=url, ttl=600)
+        if mode == "sync":
+            history.add_messages([HumanMessage("one"), HumanMessage("two")])
+            other.add_user_message("three")
+            assert contents(history) == ["one", "two"]
+            assert [str(m.content) for m in history.get_messages(limit=1)] == ["two"]
+        else:
+
+            async def scenario() -> list[str]:
+                await history.aadd_messages([HumanMessage("one"), HumanMessage("two")])
+                await other.aadd_messages([HumanMessage("three")])
+                return [str(m.content) for m in await history.aget_messages()]
+
+            assert asyncio.run(scenario()) == ["one", "two"]
+        assert 590 < admin.ttl("message_store:legacy") <= 600
+        old = CommunityHistory("legacy", url=url)
+        assert [str(m.content) for m in old.messages] == ["one", "two"]
+        warnings = [r.getMessage() for r in caplog.records if "plain commands" in r.getMessage()]
+        assert len(warnings) == 1  # once per process
+        assert "exactly-once" in warnings[0] and "atomic" in warnings[0]
+        assert "pw" not in warnings[0].replace("pw@", "")  # no secret in it
+    finally:
+        admin.execute_command("ACL", "DELUSER", "old")
+        admin.close()
+
+
+def test_plain_write_with_a_lost_reply_is_not_resent(
+    redis7: RedisProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(execution_module, "_plain_warned", False)
+    admin = redis7.client()
+    admin.execute_command(
+        "ACL", "SETUSER", "old", "on", ">pw", "resetkeys", "~message_store:*", "resetchannels",
+        "-@all", *(f"+{command}" for command in OLD_CLASS_COMMANDS.split()),
+    )  # fmt: skip
+    proxy = ReplyDroppingProxy(redis7.port)
+    try:
+        url = f"redis://old:pw@127.0.0.1:{proxy.port}/0"
+        history = RedisChatMessageHistory("plain", url=url, retry=RetryPolicy(attempts=3))
+        history.add_user_message("first")  # switches to plain writes
+        proxy.drop_next_reply()
+        with pytest.raises(WriteOutcomeUnknownError, match="may or may not have been applied"):
+            history.add_user_message("second")
+        assert [str(m.content) for m in history.messages] == ["first", "second"]  # applied once
+    finally:
+        proxy.close()
+        admin.execute_command("ACL", "DELUSER", "old")
+        admin.close()
