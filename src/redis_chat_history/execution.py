@@ -96,6 +96,8 @@ def translate(error: BaseException, provider: ClientProvider, key: str) -> ChatH
             "(nothing was changed)",
             key=key,
         )
+    if isinstance(error, _BUSY_ERRORS) or _is_stale_master(error):
+        return RedisUnavailableError(f"Redis at {where} cannot serve {key!r} now: {text}")
     if isinstance(error, (*REDIS_ERRORS, ConnectionError, TimeoutError, OSError)) and not (
         isinstance(error, redis_errors.ResponseError)
     ):
