@@ -93,21 +93,24 @@ def _memory_table(memory: Measurement) -> str:
     baseline = memory.median("community")
     lines = [
         f"| {memory.title} | bytes/message | vs langchain_community | of which list | "
-        "of which write-token keys | stored element bytes |",
-        "|---|---:|---:|---:|---:|---:|",
+        "of which writer keys | stored element bytes | writer-key bytes per active session "
+        "| keys per session |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, title in MEMORY_COLUMNS:
         if name not in memory.samples:
             continue
         if name in memory.errors:
-            lines.append(f"| {title} | error | - | - | - | - |")
+            lines.append(f"| {title} | error | - | - | - | - | - | - |")
             continue
         detail = memory.details[name]
         lines.append(
             f"| {title} | {memory.median(name):,.0f} | {memory.median(name) / baseline:.2f}x "
             f"| {detail['list_bytes_per_message']:,.0f} "
             f"| {detail['companion_key_bytes_per_message']:,.1f} "
-            f"| {detail['payload_bytes_per_message']:,.0f} |"
+            f"| {detail['payload_bytes_per_message']:,.0f} "
+            f"| {detail.get('companion_key_bytes_per_session', 0):,.0f} "
+            f"| {detail.get('keys_per_session', 0):.0f} |"
         )
     return "\n".join(lines)
 

@@ -472,12 +472,18 @@ class Bench:
             else:  # the package's write-token keys
                 other_bytes += usage
         count = sum(len(turn) for turn in turns)
+        keys = self.admin.dbsize()
         result.details[variant.name] = {
             "label": variant.label,
             "list_bytes_per_message": list_bytes / count,
             "companion_key_bytes_per_message": other_bytes / count,
+            # every session was written len(turns)/sessions times within the writers' window:
+            # what the exactly-once bookkeeping costs per active session
+            "companion_key_bytes_per_session": other_bytes / len(sessions),
+            "writes_per_session": len(turns) / len(sessions),
             "payload_bytes_per_message": payload_bytes / count,
-            "keys": self.admin.dbsize(),
+            "keys": keys,
+            "keys_per_session": keys / len(sessions),
         }
         return (list_bytes + other_bytes) / count
 

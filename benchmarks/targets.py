@@ -92,6 +92,10 @@ def targets_for(sizes: Sizes) -> list[Target]:
     def package_median(measurement: Measurement) -> float:  # NaN when the package failed
         return measurement.median("package")
 
+    def bookkeeping_per_session(measurement: Measurement) -> float:
+        detail = measurement.details.get("package", {})
+        return float(detail.get("companion_key_bytes_per_session", math.nan))
+
     newest = f"read_newest_{sizes.newest}_of_{sizes.newest_of}"
     targets = [
         Target("write: package time / floor time", "write_turn", share("floor"), "<=", 1.15),
@@ -102,6 +106,7 @@ def targets_for(sizes: Sizes) -> list[Target]:
         Target("async throughput vs floor", "async_throughput", speedup("floor"), ">=", 0.9),
         Target("memory per message, default layout / langchain_community", "memory", share("community"), "<=", 0.9),
         Target("memory per message, compress=True / langchain_community", "memory", share("community", "package_compress"), "<=", 0.55),
+        Target("exactly-once bookkeeping per active session (was ~200 bytes)", "memory", bookkeeping_per_session, "<=", 150, unit=" bytes"),
         Target("new connections per 1,000 sync request cycles", "sync_connections", package_median, "<=", 0, unit=""),
         Target("new connections per 1,000 async request cycles", "async_connections", package_median, "<=", 0, unit=""),
     ]  # fmt: skip

@@ -48,7 +48,7 @@ from redis_chat_history.operations import (
 from redis_chat_history.provider import ClientProvider
 from redis_chat_history.settings import ReplicaWait, Settings
 from redis_chat_history.urls import parse_url
-from redis_chat_history.writers import WriterToken, checkout
+from redis_chat_history.writers import WriterToken, acquire, release
 
 KEY = "message_store:s1"
 HI = encode_message(HumanMessage("hi"))
@@ -129,8 +129,9 @@ def test_every_write_is_a_script_with_a_writer_token_and_a_plain_twin() -> None:
         assert command.args[3:5] == (KEY, writers_key(KEY))  # both keys named: Cluster, ACL
         assert command.args[5] is WRITER
         assert plan.plain is not None
-        assert plan.plain.writes and not plan.plain.idempotent  # plain writes are never re-sent
-        assert not plan.plain.has_writer
+        plain = plan.plain()
+        assert plain.writes and not plain.idempotent  # plain writes are never re-sent
+        assert not plain.has_writer
 
 
 def test_append_plan_and_its_plain_twin() -> None:
@@ -139,13 +140,13 @@ def test_append_plan_and_its_plain_twin() -> None:
     assert plan.commands[0].script is APPEND
     assert plan.parse([[1, 5]]) == 5 and plan.parse([[0, 5]]) == 5  # a re-send: same result
     assert plan.plain is not None
-    assert [c.args for c in plan.plain.commands] == [
+    assert [c.args for c in plan.plain().commands] == [
         ("LPUSH", KEY, HI, HELLO),
         ("LTRIM", KEY, 0, 9),
         ("EXPIRE", KEY, 60),
     ]
     bare = append_plan(KEY, [HI], ttl=None, max_messages=None)
-    assert bare.plain is not None and [c.args[0] for c in bare.plain.commands] == ["LPUSH"]
+    assert bare.plain is not None and [c.args[0] for c in bare.plain().commands] == ["LPUSH"]
 
 
 def test_a_resent_delete_last_returns_nothing_and_removes_nothing_more() -> None:
@@ -171,19 +172,23 @@ def test_writer_token_fills_three_arguments_in_place() -> None:
 
 
 def test_concurrent_calls_never_share_a_writer_and_sequences_increase() -> None:
+    policy = RetryPolicy()
     seen: list[tuple[str, int]] = []
-    with checkout(KEY, 10) as first, checkout(KEY, 10) as second:
-        assert first.writer != second.writer  # two calls in flight on one key
-        seen += [(first.writer, first.sequence), (second.writer, second.sequence)]
-    with checkout(KEY, 10) as third:
-        assert third.writer == first.writer and third.sequence > second.sequence  # reused, later
-    with checkout("message_store:other", 10.2) as elsewhere:
-        assert elsewhere.writer == first.writer and elsewhere.window_seconds == 11
+    first, second = acquire(KEY, policy), acquire(KEY, policy)
+    assert first.writer != second.writer  # two calls in flight on one key
+    seen += [(first.writer, first.sequence), (second.writer, second.sequence)]
+    release(KEY, first)
+    release(KEY, second)
+    third = acquire(KEY, policy)
+    assert third.writer == first.writer and third.sequence > second.sequence  # reused, later
+    assert third.window_seconds == 310
+    release(KEY, third)
 
     def worker() -> None:
         for _ in range(200):
-            with checkout(KEY, 10) as token:
-                seen.append((token.writer, token.sequence))
+            token = acquire(KEY, policy)
+            seen.append((token.writer, token.sequence))
+            release(KEY, token)
 
     threads = [threading.Thread(target=worker) for _ in range(8)]
     for thread in threads:
@@ -249,7 +254,7 @@ def test_connection_failures_follow_the_policy() -> None:
 def test_an_unsafe_write_is_never_resent_once_sent() -> None:
     plain = append_plan(KEY, [HI], ttl=None, max_messages=None).plain
     assert plain is not None
-    call = call_of(plain)  # type: ignore[arg-type]
+    call = call_of(plain())  # type: ignore[arg-type]
     assert not call.failed(redis_errors.ConnectionError("refused"), sent=False).done
     with pytest.raises(WriteOutcomeUnknownError, match="may or may not have been applied"):
         call.failed(redis_errors.TimeoutError("timed out"), sent=True)
@@ -273,11 +278,12 @@ def test_refused_scripts_switch_to_plain_writes(monkeypatch: pytest.MonkeyPatch)
     call = call_of(plan)  # type: ignore[arg-type]
     error = redis_errors.ResponseError("RCHPLAIN ERR The user executing the script can't run")
     assert not call.replied([error]).done
-    assert call.provider.scripts_refused and call.active is plan.plain
+    assert call.provider.scripts_refused and call.active.commands[0].args[0] == "LPUSH"
     assert [c[0] for c in call.commands()] == ["LPUSH", "EXPIRE"]
     assert call.replied([1, 1]).value == 1
     # a missing list command is not a reason to fall back: it is a permission error
-    plain_call = call_of(plan.plain)  # type: ignore[arg-type]
+    assert plan.plain is not None
+    plain_call = call_of(plan.plain())  # type: ignore[arg-type]
     with pytest.raises(PermissionDeniedError):
         plain_call.replied([redis_errors.NoPermissionError("NOPERM lpush"), 1])
 

@@ -25,7 +25,6 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -200,18 +199,22 @@ class _Call(Generic[T]):
         self.provider = provider
         self.plan = plan
         self.active: Plan[T] = (
-            plan.plain if provider.scripts_refused and plan.plain is not None else plan
+            plan.plain() if provider.scripts_refused and plan.plain is not None else plan
         )
         self.wait = wait if plan.writes else None
         self.token = token
         self.node = node
-        self.slot = key_slot(plan.key.encode("utf-8", "surrogateescape"))
         self.as_eval = False
         self.ask: tuple[str, int] | None = None
         self.failures = 0
         self.redirects = 0
         #: True when the clients must reconnect (or re-read the cluster's slots) first.
         self.reconnect = False
+
+    @property
+    def slot(self) -> int:
+        """The Cluster slot of the plan's key."""
+        return key_slot(self.plan.key.encode("utf-8", "surrogateescape"))
 
     def commands(self) -> list[tuple[Any, ...]]:
         """The commands of the next send (ASKING and WAIT around the plan's own)."""
@@ -303,7 +306,7 @@ class _Call(Generic[T]):
             reason = text[len(_PLAIN_MARKER) :].strip() if text.startswith(_PLAIN_MARKER) else text
             self.provider.scripts_refused = True
             _warn_plain_once(self.provider, reason)
-            self.active = self.plan.plain
+            self.active = self.plan.plain()
             return _Step(False)
         if "WRONGTYPE" in text:
             raise _WrongType(text)
@@ -322,15 +325,6 @@ class _Call(Generic[T]):
         )
 
 
-@contextlib.contextmanager
-def _writer(provider: ClientProvider, plan: Plan[Any]) -> Iterator[writers.WriterToken | None]:
-    if not plan.has_writer:
-        yield None
-        return
-    with writers.checkout(plan.key, provider.policy.longest_call_seconds) as token:
-        yield token
-
-
 def _no_reply(replies: list[Any]) -> None:
     return None
 
@@ -346,6 +340,12 @@ class _SendFailed(Exception):
 
 # ---------------------------------------------------------------------------
 # Sync shell
+
+
+def _pack(connection: Any, commands: list[tuple[Any, ...]]) -> Any:
+    if len(commands) == 1:
+        return connection.pack_command(*commands[0])
+    return connection.pack_commands(commands)
 
 
 def _read_sync(connection: Any) -> Any:
@@ -374,9 +374,10 @@ def _exchange_sync(client: SyncClient, call: _Call[Any]) -> list[Any]:
         raise _SendFailed(error, sent=False) from error
     sent = False
     try:
-        connection.connect()  # a no-op when connected; failing here, nothing was sent
+        if connection._sock is None:  # failing here, nothing was sent
+            connection.connect()
         sent = True
-        connection.send_packed_command(connection.pack_commands(commands), check_health=False)
+        connection.send_packed_command(_pack(connection, commands), check_health=False)
         return [_read_sync(connection) for _ in commands]
     except BaseException as error:
         connection.disconnect()  # a reply may still be on its way: never reuse this socket
@@ -395,7 +396,8 @@ def run(
     node: Any = None,
 ) -> T:
     """Run ``plan`` with the shared sync client and return its parsed reply."""
-    with _writer(provider, plan) as token:
+    token = writers.acquire(plan.key, provider.policy) if plan.has_writer else None
+    try:
         call = _Call(provider, plan, wait, token, node)
         while True:
             try:
@@ -413,6 +415,9 @@ def run(
                     provider.reconnect_sync()
             if step.delay:
                 time.sleep(step.delay)
+    finally:
+        if token is not None:
+            writers.release(plan.key, token)
 
 
 def _type_sync(provider: ClientProvider, key: str) -> str | None:
@@ -469,9 +474,10 @@ async def _exchange_async(client: AsyncClient, call: _Call[Any]) -> list[Any]:
         raise _SendFailed(error, sent=False) from error
     sent = False
     try:
-        await connection.connect()
+        if not connection.is_connected:  # failing here, nothing was sent
+            await connection.connect()
         sent = True
-        await connection.send_packed_command(connection.pack_commands(commands), check_health=False)
+        await connection.send_packed_command(_pack(connection, commands), check_health=False)
         return [await _read_async(connection) for _ in commands]
     except BaseException as error:
         await connection.disconnect()
@@ -493,7 +499,8 @@ async def arun(
     node: Any = None,
 ) -> T:
     """Run ``plan`` with the event loop's asyncio client and return its parsed reply."""
-    with _writer(provider, plan) as token:
+    token = writers.acquire(plan.key, provider.policy) if plan.has_writer else None
+    try:
         call = _Call(provider, plan, wait, token, node)
         while True:
             try:
@@ -511,6 +518,9 @@ async def arun(
                     await provider.areconnect()
             if step.delay:
                 await asyncio.sleep(step.delay)
+    finally:
+        if token is not None:
+            writers.release(plan.key, token)
 
 
 async def _type_async(provider: ClientProvider, key: str) -> str | None:

@@ -108,8 +108,9 @@ class Plan(Generic[T]):
     #: True when the commands change data (so ``wait_for_replicas`` applies).
     writes: bool = False
     idempotent: bool = True
-    #: The old class's commands for the same change, for users who may not run scripts.
-    plain: Plan[T] | None = None
+    #: Builds the old class's commands for the same change, for users who may not run
+    #: scripts (built only then: most calls never need it).
+    plain: Callable[[], Plan[T]] | None = None
 
     @property
     def has_writer(self) -> bool:
@@ -470,9 +471,17 @@ def oldest_window_plan(key: str, start: int, count: int) -> Plan[list[bytes]]:
 # Writes
 
 
-def _applied(reply: Any) -> Any:
-    """The result part of a write script's reply ``{applied, result}``."""
-    return reply[1]
+def _parse_applied_int(replies: list[Any]) -> int:
+    """The result of a write script's reply ``{applied, result}`` (the same for a re-send)."""
+    return int(replies[0][1])
+
+
+def _parse_applied_bool(replies: list[Any]) -> bool:
+    return bool(replies[0][1])
+
+
+def _parse_bool(replies: list[Any]) -> bool:
+    return bool(replies[0])
 
 
 def append_plan(
@@ -484,22 +493,20 @@ def append_plan(
     ttl_arg = _check_optional("ttl", ttl, maximum=MAX_EXPIRE_SECONDS)
     keep = _check_optional("max_messages", max_messages, maximum=MAX_MESSAGES)
     command = Command.call(APPEND, [key, writers_key(key)], [WRITER, ttl_arg, keep, *encoded])
-    plain: list[Command] = [Command(("LPUSH", key, *encoded))]
-    if keep:
-        plain.append(Command(("LTRIM", key, 0, keep - 1)))
-    if ttl_arg:
-        plain.append(Command(("EXPIRE", key, ttl_arg)))
 
-    def parse_plain(replies: list[Any]) -> int:
-        return min(int(replies[0]), keep) if keep else int(replies[0])
+    def plain() -> Plan[int]:
+        commands = [Command(("LPUSH", key, *encoded))]
+        if keep:
+            commands.append(Command(("LTRIM", key, 0, keep - 1)))
+        if ttl_arg:
+            commands.append(Command(("EXPIRE", key, ttl_arg)))
 
-    return Plan(
-        (command,),
-        key,
-        _single(lambda reply: int(_applied(reply))),
-        writes=True,
-        plain=Plan(tuple(plain), key, parse_plain, writes=True, idempotent=False),
-    )
+        def parse(replies: list[Any]) -> int:
+            return min(int(replies[0]), keep) if keep else int(replies[0])
+
+        return Plan(tuple(commands), key, parse, writes=True, idempotent=False)
+
+    return Plan((command,), key, _parse_applied_int, writes=True, plain=plain)
 
 
 def delete_last_plan(key: str, n: int, *, skip_corrupt: bool = False) -> Plan[list[BaseMessage]]:
@@ -517,16 +524,13 @@ def delete_last_plan(key: str, n: int, *, skip_corrupt: bool = False) -> Plan[li
             return []
         return decode_newest_first(removed, key=key, skip_corrupt=skip_corrupt)
 
-    def parse_plain(replies: list[Any]) -> list[BaseMessage]:
-        return decode_newest_first(replies[0], key=key, skip_corrupt=skip_corrupt)
+    def plain() -> Plan[list[BaseMessage]]:
+        def parse_plain(replies: list[Any]) -> list[BaseMessage]:
+            return decode_newest_first(replies[0], key=key, skip_corrupt=skip_corrupt)
 
-    plain = Plan(
-        (Command(("LRANGE", key, 0, n - 1)), Command(("LTRIM", key, n, -1))),
-        key,
-        parse_plain,
-        writes=True,
-        idempotent=False,
-    )
+        commands = (Command(("LRANGE", key, 0, n - 1)), Command(("LTRIM", key, n, -1)))
+        return Plan(commands, key, parse_plain, writes=True, idempotent=False)
+
     command = Command.call(DELETE_LAST, [key, writers_key(key)], [WRITER, n])
     return Plan((command,), key, parse, writes=True, plain=plain)
 
@@ -537,29 +541,32 @@ def replace_plan(key: str, encoded: Sequence[bytes], *, ttl: int | None) -> Plan
     _check_batch(encoded, allow_empty=True)
     ttl_arg = _check_optional("ttl", ttl, maximum=MAX_EXPIRE_SECONDS)
     command = Command.call(REPLACE, [key, writers_key(key)], [WRITER, ttl_arg, *encoded])
-    plain: list[Command] = [Command(("DEL", key))]
-    if encoded:
-        plain.append(Command(("LPUSH", key, *encoded)))
-        if ttl_arg:
-            plain.append(Command(("EXPIRE", key, ttl_arg)))
-    count = len(encoded)
-    return Plan(
-        (command,),
-        key,
-        _single(lambda reply: int(_applied(reply))),
-        writes=True,
-        plain=Plan(tuple(plain), key, lambda replies: count, writes=True, idempotent=False),
-    )
+
+    def plain() -> Plan[int]:
+        commands = [Command(("DEL", key))]
+        if encoded:
+            commands.append(Command(("LPUSH", key, *encoded)))
+            if ttl_arg:
+                commands.append(Command(("EXPIRE", key, ttl_arg)))
+        count = len(encoded)
+        return Plan(tuple(commands), key, lambda _: count, writes=True, idempotent=False)
+
+    return Plan((command,), key, _parse_applied_int, writes=True, plain=plain)
+
+
+def _plain_single(key: str, *args: Any) -> Callable[[], Plan[bool]]:
+    def plain() -> Plan[bool]:
+        return Plan((Command(args),), key, _parse_bool, writes=True, idempotent=False)
+
+    return plain
 
 
 def delete_plan(key: str) -> Plan[bool]:
     """Delete the history; True when it existed (``clear`` and ``store.delete``)."""
     _check_key(key)
     command = Command.call(DELETE, [key, writers_key(key)], [WRITER])
-    plain = Plan((Command(("DEL", key)),), key, _single(bool), writes=True, idempotent=False)
-    return Plan(
-        (command,), key, _single(lambda reply: bool(_applied(reply))), writes=True, plain=plain
-    )
+    plain = _plain_single(key, "DEL", key)
+    return Plan((command,), key, _parse_applied_bool, writes=True, plain=plain)
 
 
 def expire_plan(key: str, seconds: int) -> Plan[bool]:
@@ -567,22 +574,16 @@ def expire_plan(key: str, seconds: int) -> Plan[bool]:
     _check_key(key)
     check_int("seconds", seconds, minimum=1, maximum=MAX_EXPIRE_SECONDS)
     command = Command.call(EXPIRE, [key, writers_key(key)], [WRITER, seconds])
-    plain = Plan(
-        (Command(("EXPIRE", key, seconds)),), key, _single(bool), writes=True, idempotent=False
-    )
-    return Plan(
-        (command,), key, _single(lambda reply: bool(_applied(reply))), writes=True, plain=plain
-    )
+    plain = _plain_single(key, "EXPIRE", key, seconds)
+    return Plan((command,), key, _parse_applied_bool, writes=True, plain=plain)
 
 
 def persist_plan(key: str) -> Plan[bool]:
     """Remove the expiry; False when there was none or no history."""
     _check_key(key)
     command = Command.call(EXPIRE, [key, writers_key(key)], [WRITER, 0])
-    plain = Plan((Command(("PERSIST", key)),), key, _single(bool), writes=True, idempotent=False)
-    return Plan(
-        (command,), key, _single(lambda reply: bool(_applied(reply))), writes=True, plain=plain
-    )
+    plain = _plain_single(key, "PERSIST", key)
+    return Plan((command,), key, _parse_applied_bool, writes=True, plain=plain)
 
 
 # ---------------------------------------------------------------------------

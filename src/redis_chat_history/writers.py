@@ -13,8 +13,11 @@ that window (one per concurrent call on that history), never with the write rate
 
 Example::
 
-    with checkout("message_store:s1", window_seconds=310) as token:
-        args = token.fill(plan.commands[0].args)
+    token = acquire("message_store:s1", RetryPolicy())
+    try:
+        args = token.fill(plan.commands[0].args)   # ... send ...
+    finally:
+        release("message_store:s1", token)
 """
 
 from __future__ import annotations
@@ -24,12 +27,11 @@ import math
 import os
 import secrets
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from redis_chat_history.operations import WRITER
+from redis_chat_history.retry import RetryPolicy
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,8 @@ class WriterToken:
     writer: str
     sequence: int
     window_seconds: int
+    #: Which of this process's writers of the key (0 unless calls overlap).
+    slot: int = 0
 
     def fill(self, args: tuple[Any, ...]) -> tuple[Any, ...]:
         """``args`` with :data:`~redis_chat_history.operations.WRITER` replaced by the token."""
@@ -67,7 +71,7 @@ class _Writers:
         self._sequence = itertools.count(1)
         self._busy: dict[str, set[int]] = {}
 
-    def acquire(self, key: str, window_seconds: int) -> tuple[WriterToken, int]:
+    def acquire(self, key: str, window_seconds: int) -> WriterToken:
         with self._lock:
             busy = self._busy.get(key)
             if busy is None:
@@ -77,7 +81,7 @@ class _Writers:
                 slot += 1
             busy.add(slot)
             sequence = next(self._sequence)
-        return WriterToken(f"{self._prefix}{slot:x}", sequence, window_seconds), slot
+        return WriterToken(f"{self._prefix}{slot:x}", sequence, window_seconds, slot)
 
     def release(self, key: str, slot: int) -> None:
         with self._lock:
@@ -91,11 +95,14 @@ class _Writers:
 _writers = _Writers()
 
 
-@contextmanager
-def checkout(key: str, window_seconds: float) -> Iterator[WriterToken]:
-    """A writer of history ``key`` for one call (no other call uses it meanwhile)."""
-    token, slot = _writers.acquire(key, max(1, math.ceil(window_seconds)))
-    try:
-        yield token
-    finally:
-        _writers.release(key, slot)
+def acquire(key: str, policy: RetryPolicy) -> WriterToken:
+    """A writer of history ``key`` for one call; give it back with :func:`release`.
+
+    No other call uses it meanwhile. The server remembers its write for as long as the
+    policy lets a call keep re-sending.
+    """
+    return _writers.acquire(key, max(1, math.ceil(policy.longest_call_seconds)))
+
+
+def release(key: str, token: WriterToken) -> None:
+    _writers.release(key, token.slot)
