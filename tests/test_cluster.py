@@ -13,7 +13,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from redis_chat_history import RedisChatMessageHistory
 from redis_chat_history.slots import key_slot
 from tests.servers import Cluster, RedisProcess, wait_until
-from tests.writers import WriteStream
+from tests.writers import AsyncWriteStream, WriteStream
 
 
 def turn(i: int) -> list[BaseMessage]:
@@ -104,8 +104,9 @@ def test_failover_while_writing_loses_and_duplicates_nothing(
     stream.check_exactly_once()
 
 
+@pytest.mark.parametrize("mode", ["sync", "async"])
 def test_master_killed_with_wait_for_replicas_loses_no_acknowledged_write(
-    cluster: Cluster, cluster_url: str
+    cluster: Cluster, cluster_url: str, mode: str
 ) -> None:
     histories = [
         RedisChatMessageHistory(f"kill-{i}", url=cluster_url, wait_for_replicas=1, wait_timeout=2)
@@ -113,8 +114,9 @@ def test_master_killed_with_wait_for_replicas_loses_no_acknowledged_write(
     ]
     victim = cluster.masters()[1]
     try:
-        with WriteStream(histories, pause_after_error=0) as stream:
-            time.sleep(0.3)
+        stream_class = WriteStream if mode == "sync" else AsyncWriteStream
+        with stream_class(histories, pause_after_error=0) as stream:
+            wait_until(lambda: len(stream.acknowledged) >= 24, 30, "writes before the kill")
             victim.kill()
             # the replica takes over after cluster-node-timeout; writes continue meanwhile
             deadline = time.monotonic() + 30

@@ -197,15 +197,15 @@ def test_the_server_recognises_a_token_after_many_other_writers(
         plan = append_plan(history.key, [encode_message(HumanMessage("once"))], ttl=60,
                            max_messages=None)  # fmt: skip
         token = WriterToken("feedbeef00", 7, 300)
-        request = token.fill(plan.commands[0].as_eval())
+        request = token.fill(plan.commands[0].as_eval(), 5)
         assert client.execute_command(*request) == [1, 1]
         for i in range(OTHER_WRITES):
             history.add_user_message(f"other-{i}")
         assert client.execute_command(*request) == [0, OTHER_WRITES + 1]  # recognised
         older = WriterToken("feedbeef00", 6, 300)  # an even older re-send of that writer
-        assert client.execute_command(*older.fill(plan.commands[0].as_eval()))[0] == 0
+        assert client.execute_command(*older.fill(plan.commands[0].as_eval(), 5))[0] == 0
         newer = WriterToken("feedbeef00", 8, 300)  # the writer's next write is applied
-        assert client.execute_command(*newer.fill(plan.commands[0].as_eval()))[0] == 1
+        assert client.execute_command(*newer.fill(plan.commands[0].as_eval(), 5))[0] == 1
     finally:
         client.close()
     assert Counter(contents(history))["once"] == 2

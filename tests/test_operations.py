@@ -167,7 +167,7 @@ def test_companion_keys() -> None:
 def test_writer_token_fills_three_arguments_in_place() -> None:
     token = WriterToken("abc0", 26, 310)
     args = append_plan(KEY, [HI], ttl=None, max_messages=None).commands[0].as_eval()
-    filled = token.fill(args)
+    filled = token.fill(args, 5)
     assert filled[0] == "EVAL" and filled[5:8] == ("abc0", "1a", 310) and filled[8:] == (0, 0, HI)
 
 

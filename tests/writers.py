@@ -9,6 +9,7 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections import Counter
@@ -75,3 +76,28 @@ class WriteStream:
         for index, history in enumerate(self.histories):
             numbers = [int(str(m.content)[1:]) for m in history.messages]
             assert numbers == sorted(numbers) and all(n % count == index for n in numbers)
+
+
+class AsyncWriteStream(WriteStream):
+    """The same stream through the async methods: one task per history, on its own loop."""
+
+    def _run(self) -> None:
+        asyncio.run(self._main())
+
+    async def _main(self) -> None:
+        count = len(self.histories)
+
+        async def writer(index: int) -> None:
+            i = index
+            while not self._stop.is_set():
+                text = f"m{i}"
+                try:
+                    await self.histories[index].aadd_messages([HumanMessage(text)])
+                    self.acknowledged.append(text)
+                except (RedisUnavailableError, ReplicationError) as error:
+                    self.failed.append(text)
+                    self.errors.append(error)
+                    await asyncio.sleep(self.pause_after_error)
+                i += count
+
+        await asyncio.gather(*(writer(index) for index in range(count)))

@@ -176,7 +176,7 @@ class _WrongType(Exception):
     """A reply said WRONGTYPE: the shells look up the key's type, then raise."""
 
 
-@dataclass
+@dataclass(slots=True)
 class _Step:
     """What the shells do next: return ``value``, or wait ``delay`` seconds and send again."""
 
@@ -221,8 +221,8 @@ class _Call(Generic[T]):
         commands: list[tuple[Any, ...]] = [("ASKING",)] if self.ask else []
         for command in self.active.commands:
             args = command.as_eval() if self.as_eval and command.script else command.args
-            if self.token is not None and command.has_writer:
-                args = self.token.fill(args)
+            if self.token is not None and command.writer_at is not None:
+                args = self.token.fill(args, command.writer_at)
             commands.append(args)
         if self.wait is not None:
             commands.append(("WAIT", self.wait.replicas, self.wait.timeout_ms))
@@ -268,6 +268,11 @@ class _Call(Generic[T]):
     def replied(self, replies: list[Any]) -> _Step:
         """Every reply was read: the result, or why and when to send again."""
         self.reconnect = False
+        if self.ask is None and self.wait is None:  # the common case, kept short
+            for reply in replies:
+                if isinstance(reply, Exception):
+                    return self._refused(reply)
+            return _Step(True, self.active.parse(replies))
         if self.ask:
             replies = replies[1:]
             self.ask = None

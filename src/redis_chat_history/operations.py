@@ -71,35 +71,39 @@ class _WriterToken:
 WRITER = _WriterToken()
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Command:
-    """One Redis command: plain arguments, or a script call with keys and arguments."""
+    """One Redis command: plain arguments, or a script call with keys and arguments.
+
+    Treat it as immutable (it is not frozen: building one is on every call's path).
+    """
 
     args: tuple[Any, ...]
     script: Script | None = None
+    #: Index in ``args`` of :data:`WRITER`, when the command carries a writer token.
+    writer_at: int | None = None
 
     @classmethod
     def call(cls, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Command:
-        return cls(("EVALSHA", script.sha, len(keys), *keys, *args), script)
+        full = ("EVALSHA", script.sha, len(keys), *keys, *args)
+        # WRITER, when a script takes one, is its first argument (ARGV[1..3] once filled in)
+        writer_at = 3 + len(keys) if args and args[0] is WRITER else None
+        return cls(full, script, writer_at)
 
     def as_eval(self) -> tuple[Any, ...]:
         """The same call with the script's source (after a NOSCRIPT reply)."""
         assert self.script is not None
         return ("EVAL", self.script.source, *self.args[2:])
 
-    @property
-    def has_writer(self) -> bool:
-        return self.script is not None and WRITER in self.args
 
-
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Plan(Generic[T]):
     """One operation: commands sent together, the key routing them, how to read the replies.
 
     ``parse`` receives one reply per command (error replies are raised before).
     ``idempotent`` plans may be re-sent after their request may have reached the
     server (reads, and writes carrying a writer token); the others are re-sent only
-    when their request never left the process.
+    when their request never left the process. Treat a plan as immutable.
     """
 
     commands: tuple[Command, ...]
@@ -114,7 +118,7 @@ class Plan(Generic[T]):
 
     @property
     def has_writer(self) -> bool:
-        return any(command.has_writer for command in self.commands)
+        return any(command.writer_at is not None for command in self.commands)
 
 
 def _single(parse: Callable[[Any], T]) -> Callable[[list[Any]], T]:
@@ -173,7 +177,7 @@ def _check_key(key: Any) -> str:
 # with an 'RCHPLAIN' error having written nothing, and execution switches to plain writes.
 #
 # The writers key holds 'writer,seq,expiry,result;' per writer of the last window
-# (hex numbers; expiry in server seconds). A writer sends its writes one at a time with
+# (writer and seq in hex; expiry in server seconds). A writer sends its writes one at a time with
 # increasing sequence numbers, so a sequence number not above the writer's last one is
 # a re-send of a write already applied: the script answers with the stored result.
 
@@ -193,17 +197,21 @@ if clock.err then return refused(clock) end
 local book = redis.pcall('GET', KEYS[2])
 if type(book) == 'table' then return refused(book) end
 local now = tonumber(clock[1])
-local writer, seq, window = ARGV[1], tonumber(ARGV[2], 16), tonumber(ARGV[3])
-local entries, applied = {}, nil
+local writer, seq = ARGV[1], tonumber(ARGV[2], 16)
+local kept, applied = '', nil
 if book then
-  for w, s, e, r in string.gmatch(book, '([^,;]+),(%x+),(%x+),([^;]*);') do
-    if w == writer then
-      if tonumber(s, 16) >= seq then
-        applied = r
-        entries[#entries + 1] = w .. ',' .. s .. ',' .. e .. ',' .. r .. ';'
+  local mine = writer .. ','
+  if string.sub(book, 1, #mine) == mine and string.find(book, ';', 1, true) == #book then
+    -- the common case: this writer is the only one
+    local s, r = string.match(book, '^[^,]*,(%x+),%d+,([^;]*);$')
+    if s and tonumber(s, 16) >= seq then applied, kept = r, book end
+  else
+    for entry, w, s, e, r in string.gmatch(book, '(([^,;]+),(%x+),(%d+),([^;]*);)') do
+      if w == writer then
+        if tonumber(s, 16) >= seq then applied, kept = r, kept .. entry end
+      elseif tonumber(e) > now then
+        kept = kept .. entry
       end
-    elseif tonumber(e, 16) > now then
-      entries[#entries + 1] = w .. ',' .. s .. ',' .. e .. ',' .. r .. ';'
     end
   end
 end
@@ -211,9 +219,9 @@ end
 -- WAIT on this connection also covers the first copy); false when the user may not SET.
 local function remember(result)
   if applied == nil then
-    entries[#entries + 1] = string.format('%s,%s,%x,%s;', writer, ARGV[2], now + window, result)
+    kept = kept .. writer .. ',' .. ARGV[2] .. ',' .. (now + ARGV[3]) .. ',' .. result .. ';'
   end
-  local ok = redis.pcall('SET', KEYS[2], table.concat(entries), 'EX', window)
+  local ok = redis.pcall('SET', KEYS[2], kept, 'EX', ARGV[3])
   return type(ok) ~= 'table' or not ok.err, ok
 end
 local function push(key, first)

@@ -14,6 +14,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -104,6 +105,11 @@ class RetryPolicy:
         sends = 1 + 2 * self.attempts + EXTRA_SENDS
         per_send = self.pool_timeout + self.connect_timeout + self.socket_timeout
         return sends * (per_send + self.backoff_cap)
+
+    @functools.cached_property
+    def window_seconds(self) -> int:
+        """:attr:`longest_call_seconds` in whole seconds (what the write scripts are told)."""
+        return max(1, math.ceil(self.longest_call_seconds))
 
 
 DEFAULT_RETRY = RetryPolicy()

@@ -15,7 +15,8 @@ Example::
 
     token = acquire("message_store:s1", RetryPolicy())
     try:
-        args = token.fill(plan.commands[0].args)   # ... send ...
+        command = plan.commands[0]
+        args = token.fill(command.args, command.writer_at)   # ... send ...
     finally:
         release("message_store:s1", token)
 """
@@ -23,30 +24,28 @@ Example::
 from __future__ import annotations
 
 import itertools
-import math
 import os
 import secrets
 import threading
-from dataclasses import dataclass
 from typing import Any
 
-from redis_chat_history.operations import WRITER
 from redis_chat_history.retry import RetryPolicy
 
 
-@dataclass(frozen=True)
 class WriterToken:
     """The three script arguments that identify one write: writer, sequence, window."""
 
-    writer: str
-    sequence: int
-    window_seconds: int
-    #: Which of this process's writers of the key (0 unless calls overlap).
-    slot: int = 0
+    __slots__ = ("sequence", "slot", "window_seconds", "writer")
 
-    def fill(self, args: tuple[Any, ...]) -> tuple[Any, ...]:
-        """``args`` with :data:`~redis_chat_history.operations.WRITER` replaced by the token."""
-        at = args.index(WRITER)
+    def __init__(self, writer: str, sequence: int, window_seconds: int, slot: int = 0) -> None:
+        self.writer = writer
+        self.sequence = sequence
+        self.window_seconds = window_seconds
+        #: Which of this process's writers of the key (0 unless calls overlap).
+        self.slot = slot
+
+    def fill(self, args: tuple[Any, ...], at: int) -> tuple[Any, ...]:
+        """``args`` with the :data:`~redis_chat_history.operations.WRITER` at ``at`` replaced."""
         return (
             *args[:at],
             self.writer,
@@ -69,27 +68,25 @@ class _Writers:
         self._lock = threading.Lock()
         self._prefix = secrets.token_hex(5)  # 40 random bits per process
         self._sequence = itertools.count(1)
-        self._busy: dict[str, set[int]] = {}
+        self._busy: dict[str, int] = {}  # key -> bit mask of the slots in use
 
     def acquire(self, key: str, window_seconds: int) -> WriterToken:
         with self._lock:
-            busy = self._busy.get(key)
-            if busy is None:
-                busy = self._busy[key] = set()
+            busy = self._busy.get(key, 0)
             slot = 0
-            while slot in busy:
+            while busy >> slot & 1:
                 slot += 1
-            busy.add(slot)
+            self._busy[key] = busy | 1 << slot
             sequence = next(self._sequence)
         return WriterToken(f"{self._prefix}{slot:x}", sequence, window_seconds, slot)
 
     def release(self, key: str, slot: int) -> None:
         with self._lock:
-            busy = self._busy.get(key)
-            if busy is not None:
-                busy.discard(slot)
-                if not busy:
-                    del self._busy[key]
+            busy = self._busy.get(key, 0) & ~(1 << slot)
+            if busy:
+                self._busy[key] = busy
+            else:
+                self._busy.pop(key, None)
 
 
 _writers = _Writers()
@@ -101,7 +98,7 @@ def acquire(key: str, policy: RetryPolicy) -> WriterToken:
     No other call uses it meanwhile. The server remembers its write for as long as the
     policy lets a call keep re-sending.
     """
-    return _writers.acquire(key, max(1, math.ceil(policy.longest_call_seconds)))
+    return _writers.acquire(key, policy.window_seconds)
 
 
 def release(key: str, token: WriterToken) -> None:
