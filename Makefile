@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python >= 3.10 is needed" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[cli,test,bench]'
+	$(BIN)/python -m pip install -q -e '.[cli,test,bench,agents]'
 	@touch $(STAMP)
 
 setup: $(STAMP)
