@@ -145,6 +145,13 @@ class RedisChatMessageHistory(BaseChatMessageHistory):
             return None
         return operations.read_plan(self.key, limit=limit, skip_corrupt=self.settings.skip_corrupt)
 
+    def _turn_window_plan(self, limit: int | None) -> operations.Plan[operations.TurnWindow] | None:
+        if limit is not None and operations.check_int("limit", limit, minimum=0) == 0:
+            return None
+        return operations.turn_window_plan(
+            self.key, limit=limit, skip_corrupt=self.settings.skip_corrupt
+        )
+
     def _replace_plan(self, messages: Sequence[BaseMessage]) -> operations.Plan[int]:
         encoded = encode_messages(messages, compress=self.settings.compress)
         if self.settings.max_messages is not None:
@@ -168,8 +175,22 @@ class RedisChatMessageHistory(BaseChatMessageHistory):
             "Direct assignment to 'messages' is not allowed. Use the 'add_messages' instead."
         )
 
-    def get_messages(self, limit: int | None = None) -> list[BaseMessage]:
-        """The newest ``limit`` messages (all when None), oldest first, at O(limit) cost."""
+    def get_messages(
+        self, limit: int | None = None, *, whole_turns: bool = False
+    ) -> list[BaseMessage]:
+        """The newest ``limit`` messages (all when None), oldest first, at O(limit) cost.
+
+        ``whole_turns=True`` extends the window back to a human message, so that a tool
+        result never comes without the AI message that called it (one round trip).
+        """
+        if whole_turns:
+            first = self._turn_window_plan(limit)
+            if first is None:
+                return []
+            window = run(self._provider, first)
+            while window.more is not None:  # compressed elements: the client looks further
+                window = run(self._provider, window.more)
+            return window.messages
         plan = self._read_plan(limit)
         return [] if plan is None else run(self._provider, plan)
 
@@ -220,8 +241,18 @@ class RedisChatMessageHistory(BaseChatMessageHistory):
         return run(self._provider, operations.expires_in_plan(self.key))
 
     # -- async (native redis.asyncio, no thread pool) ------------------------
-    async def aget_messages(self, limit: int | None = None) -> list[BaseMessage]:
+    async def aget_messages(
+        self, limit: int | None = None, *, whole_turns: bool = False
+    ) -> list[BaseMessage]:
         """Async :meth:`get_messages`."""
+        if whole_turns:
+            first = self._turn_window_plan(limit)
+            if first is None:
+                return []
+            window = await arun(self._provider, first)
+            while window.more is not None:
+                window = await arun(self._provider, window.more)
+            return window.messages
         plan = self._read_plan(limit)
         return [] if plan is None else await arun(self._provider, plan)
 
