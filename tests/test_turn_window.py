@@ -121,7 +121,7 @@ def test_plan_is_one_script_call_on_its_key() -> None:
     assert plan.key == KEY and not plan.writes and plan.idempotent
     assert turn_window_plan(KEY).commands[0].args[-2:] == (0, TURN_CHUNK)  # 0 = all
     assert plan.plain is not None
-    assert plan.plain.commands[0].args == ("LRANGE", KEY, 0, 39)
+    assert plan.plain().commands[0].args == ("LRANGE", KEY, 0, 39)
 
 
 def newest_first(messages: list[BaseMessage], compress: bool = False) -> list[bytes]:
@@ -162,11 +162,12 @@ def test_parse_asks_for_older_elements_when_the_script_could_not_look() -> None:
 def test_parse_plain_twin_extends_from_the_client() -> None:
     plan = turn_window_plan(KEY, limit=2)
     assert plan.plain is not None
-    window = plan.plain.parse([newest_first(CONVERSATION[4:6])])
+    plain = plan.plain()
+    window = plain.parse([newest_first(CONVERSATION[4:6])])
     assert window.more is not None
     assert window.more.parse([newest_first(CONVERSATION[2:4])]).messages == CONVERSATION[2:6]
     # Fewer elements than asked: the whole list was read.
-    short = plan.plain.parse([newest_first(CONVERSATION[4:5])])
+    short = plain.parse([newest_first(CONVERSATION[4:5])])
     assert short == TurnWindow([])
 
 

@@ -789,19 +789,21 @@ def turn_window_plan(
             skip_corrupt=skip_corrupt,
         )
 
-    def parse_plain(replies: list[Any]) -> TurnWindow:
-        elements = replies[0]
-        messages = decode_newest_first(elements, key=key, skip_corrupt=skip_corrupt)
-        return _turn_step(
-            key,
-            messages,
-            complete=False,
-            at_start=count == 0 or len(elements) < count,
-            read=len(elements),
-            skip_corrupt=skip_corrupt,
-        )
+    def plain() -> Plan[TurnWindow]:
+        # Users who may not run scripts read the window with LRANGE and extend it from here.
+        def parse_plain(replies: list[Any]) -> TurnWindow:
+            elements = replies[0]
+            messages = decode_newest_first(elements, key=key, skip_corrupt=skip_corrupt)
+            return _turn_step(
+                key,
+                messages,
+                complete=False,
+                at_start=count == 0 or len(elements) < count,
+                read=len(elements),
+                skip_corrupt=skip_corrupt,
+            )
+
+        return Plan((Command(("LRANGE", key, 0, count - 1)),), key, parse_plain)
 
     command = Command.call(TURN_WINDOW, [key], [count, TURN_CHUNK])
-    # Users who may not run scripts read the window with LRANGE and extend it from here.
-    plain = Plan((Command(("LRANGE", key, 0, count - 1)),), key, parse_plain)
     return Plan((command,), key, parse, plain=plain)
