@@ -31,6 +31,7 @@ from redis_chat_history.operations import (
     WRITER,
     Plan,
     append_plan,
+    batch_plan,
     count_plan,
     delete_last_plan,
     delete_plan,
@@ -294,3 +295,14 @@ def test_stale_master_and_busy_replies_are_retried_then_reported() -> None:
     assert not step.done and call.reconnect
     with pytest.raises(RedisUnavailableError):
         call.replied([redis_errors.TryAgainError("TRYAGAIN")])
+
+
+def test_batch_plan_sends_reads_together_and_splits_replies() -> None:
+    plans = [size_plan("message_store:a", memory=True), size_plan("message_store:b", memory=False)]
+    batch = batch_plan(plans)
+    assert [c.args[0] for c in batch.commands] == ["LLEN", "MEMORY", "LLEN"]
+    assert batch.parse([3, 900, 5]) == [(3, 900), (5, None)]
+    with pytest.raises(InvalidArgumentError, match="only reads"):
+        batch_plan([delete_plan(KEY)])
+    with pytest.raises(InvalidArgumentError, match="at least one"):
+        batch_plan([])

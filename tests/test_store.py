@@ -114,7 +114,13 @@ def test_stats(url: str) -> None:
     assert (stats.sessions, stats.messages) == (2, 3)
     assert stats.memory_bytes is not None and stats.memory_bytes > 1000
     assert store.stats(match="a").messages == 2
-    assert asyncio.run(store.astats()).messages == 3
+    assert asyncio.run(store.astats()) == stats  # memory too, read the same way
+    many = RedisChatStore(url=url, key_prefix="many:")
+    for i in range(1500):  # several SCAN steps, each step's sizes in one round trip
+        many.history(f"s{i}").add_messages([HumanMessage("hi")] * (i % 3 + 1))
+    counted = many.stats()
+    assert (counted.sessions, counted.messages) == (1500, 3000)
+    assert asyncio.run(many.astats()).messages == 3000
 
 
 def test_async_twins(url: str) -> None:

@@ -611,6 +611,29 @@ def scan_plan(cursor: int, pattern: str, *, count: int = 1000) -> Plan[tuple[int
     return Plan((command,), pattern, parse)
 
 
+def batch_plan(plans: Sequence[Plan[T]]) -> Plan[list[T]]:
+    """Several reads in one round trip (pipelined on one connection); results in order.
+
+    The reads must share a node (one server, or keys a Cluster SCAN found on one master).
+    """
+    if not plans:
+        raise InvalidArgumentError("a batch needs at least one plan")
+    if any(plan.writes for plan in plans):
+        raise InvalidArgumentError("only reads are batched (a write has its own writer token)")
+    sizes = [len(plan.commands) for plan in plans]
+
+    def parse(replies: list[Any]) -> list[T]:
+        results: list[T] = []
+        at = 0
+        for plan, size in zip(plans, sizes, strict=True):
+            results.append(plan.parse(replies[at : at + size]))
+            at += size
+        return results
+
+    commands = tuple(command for plan in plans for command in plan.commands)
+    return Plan(commands, plans[0].key, parse)
+
+
 def size_plan(key: str, *, memory: bool) -> Plan[tuple[int, int | None]]:
     """Messages of ``key`` and, with ``memory``, the bytes Redis uses for it (MEMORY USAGE)."""
     _check_key(key)

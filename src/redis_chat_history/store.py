@@ -71,13 +71,15 @@ class _Tally:
         self.sessions = self.messages = self.memory = 0
         self.memory_allowed = True
 
-    def plan(self, key: str) -> operations.Plan[tuple[int, int | None]]:
-        return operations.size_plan(key, memory=self.memory_allowed)
+    def batch(self, keys: list[str]) -> operations.Plan[list[tuple[int, int | None]]]:
+        plans = [operations.size_plan(key, memory=self.memory_allowed) for key in keys]
+        return operations.batch_plan(plans)
 
-    def add(self, size: tuple[int, int | None]) -> None:
-        self.sessions += 1
-        self.messages += size[0]
-        self.memory += size[1] or 0
+    def add(self, sizes: list[tuple[int, int | None]]) -> None:
+        for messages, memory in sizes:
+            self.sessions += 1
+            self.messages += messages
+            self.memory += memory or 0
 
     def result(self) -> StoreStats:
         return StoreStats(
@@ -168,22 +170,38 @@ class RedisChatStore:
         session_id = key[len(self.key_prefix) :]
         return session_id or None
 
-    def sessions(self, match: str | None = None) -> Iterator[str]:
-        """Session ids under the key prefix (those starting with ``match``), via SCAN.
+    def _ids(self, keys: list[bytes], literal: str) -> list[str]:
+        found = (self._session_of(raw, literal) for raw in keys)
+        return [session_id for session_id in found if session_id is not None]
 
-        On a cluster every master is scanned. Order is arbitrary; a session written
-        while the scan runs may or may not be listed.
-        """
+    def _scan_steps(self, match: str | None) -> Iterator[tuple[Any, list[str]]]:
+        """(node, session ids) of each SCAN step, on every master."""
         literal, pattern = self._pattern(match)
         for node in masters(self._provider, pattern):
             cursor = -1
             while cursor:
                 plan = operations.scan_plan(max(cursor, 0), pattern, count=_SCAN_COUNT)
                 cursor, keys = run(self._provider, plan, node=node)
-                for raw in keys:
-                    session_id = self._session_of(raw, literal)
-                    if session_id is not None:
-                        yield session_id
+                yield node, self._ids(keys, literal)
+
+    async def _ascan_steps(self, match: str | None) -> AsyncIterator[tuple[Any, list[str]]]:
+        """Async :meth:`_scan_steps`."""
+        literal, pattern = self._pattern(match)
+        for node in await amasters(self._provider, pattern):
+            cursor = -1
+            while cursor:
+                plan = operations.scan_plan(max(cursor, 0), pattern, count=_SCAN_COUNT)
+                cursor, keys = await arun(self._provider, plan, node=node)
+                yield node, self._ids(keys, literal)
+
+    def sessions(self, match: str | None = None) -> Iterator[str]:
+        """Session ids under the key prefix (those starting with ``match``), via SCAN.
+
+        On a cluster every master is scanned. Order is arbitrary; a session written
+        while the scan runs may or may not be listed.
+        """
+        for _node, session_ids in self._scan_steps(match):
+            yield from session_ids
 
     def count_sessions(self, match: str | None = None) -> int:
         """How many sessions :meth:`sessions` lists."""
@@ -191,16 +209,9 @@ class RedisChatStore:
 
     async def asessions(self, match: str | None = None) -> AsyncIterator[str]:
         """Async :meth:`sessions`."""
-        literal, pattern = self._pattern(match)
-        for node in await amasters(self._provider, pattern):
-            cursor = -1
-            while cursor:
-                plan = operations.scan_plan(max(cursor, 0), pattern, count=_SCAN_COUNT)
-                cursor, keys = await arun(self._provider, plan, node=node)
-                for raw in keys:
-                    session_id = self._session_of(raw, literal)
-                    if session_id is not None:
-                        yield session_id
+        async for _node, session_ids in self._ascan_steps(match):
+            for session_id in session_ids:
+                yield session_id
 
     async def acount_sessions(self, match: str | None = None) -> int:
         """Async :meth:`count_sessions`."""
@@ -224,33 +235,40 @@ class RedisChatStore:
 
     # -- statistics ---------------------------------------------------------------
     def stats(self, match: str | None = None) -> StoreStats:
-        """Sessions, messages and the Redis memory their keys use (MEMORY USAGE)."""
+        """Sessions, messages and the Redis memory their keys use (MEMORY USAGE).
+
+        The sizes of one SCAN step's sessions are read in one round trip.
+        """
         tally = _Tally()
-        for session_id in self.sessions(match):
-            key = self.key_prefix + session_id
+        for node, session_ids in self._scan_steps(match):
+            if not session_ids:
+                continue
+            keys = [self.key_prefix + session_id for session_id in session_ids]
             try:
-                size = run(self._provider, tally.plan(key))
+                sizes = run(self._provider, tally.batch(keys), node=node)
             except PermissionDeniedError:
                 if not tally.memory_allowed:
                     raise
                 tally.memory_allowed = False  # MEMORY USAGE refused (ACL): count messages only
-                size = run(self._provider, tally.plan(key))
-            tally.add(size)
+                sizes = run(self._provider, tally.batch(keys), node=node)
+            tally.add(sizes)
         return tally.result()
 
     async def astats(self, match: str | None = None) -> StoreStats:
         """Async :meth:`stats`."""
         tally = _Tally()
-        async for session_id in self.asessions(match):
-            key = self.key_prefix + session_id
+        async for node, session_ids in self._ascan_steps(match):
+            if not session_ids:
+                continue
+            keys = [self.key_prefix + session_id for session_id in session_ids]
             try:
-                size = await arun(self._provider, tally.plan(key))
+                sizes = await arun(self._provider, tally.batch(keys), node=node)
             except PermissionDeniedError:
                 if not tally.memory_allowed:
                     raise
                 tally.memory_allowed = False  # MEMORY USAGE refused (ACL): count messages only
-                size = await arun(self._provider, tally.plan(key))
-            tally.add(size)
+                sizes = await arun(self._provider, tally.batch(keys), node=node)
+            tally.add(sizes)
         return tally.result()
 
     # -- export, import, copy (transfer.py) ----------------------------------------
