@@ -49,7 +49,11 @@ _PUSH_CHUNK = 1000
 
 @dataclass(frozen=True, eq=False)
 class Script:
-    """A Lua script, sent as EVALSHA and, when the server lacks it, as EVAL."""
+    """A Lua script, sent as EVALSHA and, when the server lacks it, as EVAL.
+
+    Not redis-py's ``Script``: ours is pipelined with WAIT on one connection and sent by
+    execution.py's own path (redis-py 8's execute_command wrapper cost ~14 µs a call).
+    """
 
     name: str
     source: str
