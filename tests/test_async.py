@@ -172,4 +172,4 @@ def test_a_thousand_concurrent_async_writes_over_fifty_sessions(
     before = connections_received(redis_server)
     assert asyncio.run(main()) == [20] * 50
     opened = connections_received(redis_server) - before
-    assert 1 <= opened <= 65  # one pool, at most its 64 connections (+ our INFO)
+    assert 1 <= opened <= 66  # one pool of at most 64, the cluster probe (INFO), our INFO
