@@ -150,10 +150,12 @@ def test_demo_twice_on_the_embedded_redis(tmp_path: Path) -> None:
     first = cli("--data-dir", str(tmp_path / "data"), "demo", cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     assert "using the embedded Redis in" in first.stderr
-    assert "stored history of 'demo': 6 messages" in first.stdout
+    assert "stored history of 'demo': 8 messages" in first.stdout  # 3 turns, one tool call
     second = cli("--data-dir", str(tmp_path / "data"), "demo", cwd=tmp_path)
     assert second.returncode == 0, second.stderr
     assert "turns 4-6" in second.stdout
-    assert "stored history of 'demo': 12 messages" in second.stdout
-    assert "Hi! Where do you keep our conversation?" in second.stdout  # read back from Redis
+    assert "stored history of 'demo': 16 messages" in second.stdout
+    # The agent saw the first run's turns, tool call included, read back from Redis.
+    assert "the first one: 'Hi! Where do you keep our conversation?'" in second.stdout
+    assert "I looked up: window, once" in second.stdout
     assert not (tmp_path / "data" / "redis.sock").exists()  # stopped on exit

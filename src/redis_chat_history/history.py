@@ -19,8 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from langchain_core.chat_history import BaseChatMessageHistory
-from langchain_core.messages import BaseMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, get_buffer_string
 
 from redis_chat_history import operations
 from redis_chat_history.clients import AsyncClient, SyncClient
@@ -32,6 +31,13 @@ from redis_chat_history.retry import DEFAULT_RETRY, RetryPolicy
 from redis_chat_history.settings import DEFAULT_KEY_PREFIX, DEFAULT_URL, Settings
 
 __all__ = ["DEFAULT_KEY_PREFIX", "DEFAULT_URL", "RedisChatMessageHistory", "make_provider"]
+
+# Deprecated in langchain-core 1.6.4, to be removed in 2.0: subclass it while it exists (so
+# isinstance checks keep working), and rely on nothing it provides.
+try:
+    from langchain_core.chat_history import BaseChatMessageHistory as _HistoryBase
+except ImportError:  # pragma: no cover - exercised by a subprocess test
+    _HistoryBase = object  # type: ignore[assignment,misc]
 
 
 def make_provider(
@@ -50,7 +56,7 @@ def make_provider(
     return shared_provider(url, retry or DEFAULT_RETRY)
 
 
-class RedisChatMessageHistory(BaseChatMessageHistory):
+class RedisChatMessageHistory(_HistoryBase):
     """Chat message history stored in a Redis list, compatible with langchain_community's.
 
     Args:
@@ -203,6 +209,17 @@ class RedisChatMessageHistory(BaseChatMessageHistory):
     def add_message(self, message: BaseMessage) -> None:
         """Append one message (one round trip)."""
         self.add_messages([message])
+
+    def add_user_message(self, message: HumanMessage | str) -> None:
+        """Append a human message (a str becomes one)."""
+        self.add_messages([message if isinstance(message, HumanMessage) else HumanMessage(message)])
+
+    def add_ai_message(self, message: AIMessage | str) -> None:
+        """Append an AI message (a str becomes one)."""
+        self.add_messages([message if isinstance(message, AIMessage) else AIMessage(message)])
+
+    def __str__(self) -> str:
+        return get_buffer_string(self.messages)
 
     def clear(self) -> None:
         """Delete the whole history."""
