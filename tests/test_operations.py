@@ -287,6 +287,9 @@ def test_refused_scripts_switch_to_plain_writes(monkeypatch: pytest.MonkeyPatch)
     plain_call = call_of(plan.plain())  # type: ignore[arg-type]
     with pytest.raises(PermissionDeniedError):
         plain_call.replied([redis_errors.NoPermissionError("NOPERM lpush"), 1])
+    # part of a plain pipeline applied: never sent again, even for a reply that is retried
+    with pytest.raises(RedisUnavailableError):
+        call_of(plan.plain()).replied([1, redis_errors.TryAgainError("TRYAGAIN")])  # type: ignore[arg-type]
 
 
 def test_stale_master_and_busy_replies_are_retried_then_reported() -> None:

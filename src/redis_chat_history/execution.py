@@ -271,7 +271,7 @@ class _Call(Generic[T]):
         if self.ask is None and self.wait is None:  # the common case, kept short
             for reply in replies:
                 if isinstance(reply, Exception):
-                    return self._refused(reply)
+                    return self._refused(reply, replies)
             return _Step(True, self.active.parse(replies))
         if self.ask:
             replies = replies[1:]
@@ -281,14 +281,19 @@ class _Call(Generic[T]):
         if error is None and isinstance(wait_reply, Exception):
             error = wait_reply
         if error is not None:
-            return self._refused(error)
+            return self._refused(error, replies)
         if self.wait is not None:
             self.wait.check(wait_reply, self.plan.key)
         return _Step(True, self.active.parse(replies))
 
-    def _refused(self, error: Exception) -> _Step:
+    def _refused(self, error: Exception, replies: list[Any]) -> _Step:
         """The server refused the request (so applied nothing of it, for a script)."""
         text = str(error)
+        if not self.active.idempotent and any(
+            not isinstance(reply, Exception) for reply in replies
+        ):
+            # part of a plain pipeline was applied: sending it again could apply it twice
+            raise translate(error, self.provider, self.plan.key) from error
         if isinstance(error, redis_errors.NoScriptError):
             self.as_eval = True
             return _Step(False, delay=self._redirect(error))
