@@ -6,19 +6,23 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterator
+from urllib.parse import quote
 
 import pytest
 import redis
 from langchain_core.messages import AIMessage, HumanMessage
 
 from redis_chat_history import (
+    InvalidURLError,
     PermissionDeniedError,
     RedisChatMessageHistory,
     RedisChatStore,
     RedisUnavailableError,
     RetryPolicy,
 )
-from tests.servers import Cluster, RedisProcess, find_binaries, free_port
+from redis_chat_history.urls import WITHHELD
+from tests.servers import Cluster, RedisProcess, SentinelGroup, find_binaries, free_port
+from tests.test_cli import cli
 
 #: What the library needs, and nothing else (also printed in the README).
 HISTORY_COMMANDS = (
@@ -96,9 +100,11 @@ def test_plain_client_cannot_talk_to_the_tls_port(tls_server: RedisProcess) -> N
 
 
 # -- ACL ---------------------------------------------------------------------------
-def set_user(client: redis.Redis, commands: str, prefix: str = "message_store:*") -> None:
+def set_user(
+    client: redis.Redis, commands: str, prefix: str = "message_store:*", password: str = PASSWORD
+) -> None:
     client.execute_command(
-        "ACL", "SETUSER", "chat", "reset", "on", f">{PASSWORD}", f"~{prefix}", "resetchannels",
+        "ACL", "SETUSER", "chat", "reset", "on", f">{password}", f"~{prefix}", "resetchannels",
         "-@all", *[f"+{command}" for command in commands.split()],
     )  # fmt: skip
 
@@ -217,3 +223,131 @@ def test_a_list_command_missing_from_the_acl_is_a_permission_error(redis7: Redis
     finally:
         client.execute_command("ACL", "DELUSER", "chat")
         client.close()
+
+
+# -- secrets in every part of a url ----------------------------------------------------
+#: Every character that delimits a url, and a few that query strings decode.
+SPECIAL = "Sp/?#@:%w &+=X-s3cret"
+ENCODED = quote(SPECIAL, safe="")
+
+
+def no_secret_in(texts: list[str], *secrets: str) -> None:
+    leaks = [text for text in texts for secret in secrets if secret in text]
+    assert not leaks, leaks
+
+
+def test_passwords_with_url_delimiters_work_percent_encoded(redis7: RedisProcess) -> None:
+    admin = redis7.client()
+    try:
+        set_user(admin, f"{HISTORY_COMMANDS} {STORE_COMMANDS}", password=SPECIAL)
+        address = f"127.0.0.1:{redis7.port}"
+        urls = [
+            f"redis://chat:{ENCODED}@{address}/0",
+            f"redis://{address}/0?username=chat&password={ENCODED}",  # redis-py's query form
+            f"unix://{redis7.unix_socket}?username=chat&password={ENCODED}&db=0",
+        ]
+        for url in urls:
+            history = RedisChatMessageHistory("special", url=url, ttl=60, max_messages=3)
+            exercise(history)
+            store = RedisChatStore(url=url)
+            shown = [repr(history), history.url, repr(store), store.display]
+            with pytest.raises(PermissionDeniedError) as outside:
+                RedisChatMessageHistory("s", url=url, key_prefix="other:").add_user_message("x")
+            shown.append(str(outside.value))
+            no_secret_in(shown, SPECIAL, ENCODED, "s3cret")
+            assert all(":***@" in text for text in shown[:4])
+        wrong = f"redis://chat:{ENCODED}x@{address}/0"
+        with pytest.raises(PermissionDeniedError, match="refused the credentials") as refused:
+            RedisChatMessageHistory("s", url=wrong, retry=FAST).count()
+        no_secret_in([str(refused.value)], SPECIAL, ENCODED, "s3cret")
+    finally:
+        admin.execute_command("ACL", "DELUSER", "chat")
+        admin.close()
+
+
+@contextlib.contextmanager
+def sentinel_user(group: SentinelGroup, password: str) -> Iterator[None]:
+    """A user on every sentinel that only ``password`` lets in."""
+    clients = [group._sentinel_client(port) for port in group.sentinel_ports]
+    try:
+        for client in clients:
+            client.execute_command("ACL", "SETUSER", "watcher", "on", f">{password}", "+@all")
+        yield
+    finally:
+        for client in clients:
+            client.execute_command("ACL", "DELUSER", "watcher")
+            client.close()
+
+
+def test_sentinel_password_is_used_and_never_shown(sentinel_group: SentinelGroup) -> None:
+    query = f"?sentinel_username=watcher&sentinel_password={ENCODED}"
+    url = sentinel_group.url() + query
+    with sentinel_user(sentinel_group, SPECIAL):
+        history = RedisChatMessageHistory("watched", url=url)
+        history.clear()
+        history.add_user_message("through authenticated sentinels")
+        assert [m.content for m in history.messages] == ["through authenticated sentinels"]
+        store = RedisChatStore(url=url)
+        listed = cli("--url", url, "sessions")
+        assert listed.returncode == 0, listed.stderr
+        assert "watched" in listed.stdout
+        banner = listed.stderr.splitlines()[0]
+        assert banner.startswith("using redis+sentinel://127.0.0.1:")
+        assert banner.endswith("/mymaster/0?sentinel_username=watcher&sentinel_password=***")
+        wrong = sentinel_group.url() + query.replace(ENCODED, "nope" + ENCODED)
+        with pytest.raises(RedisUnavailableError) as refused:
+            RedisChatMessageHistory("watched", url=wrong, retry=FAST).count()
+        shown = [repr(history), history.url, repr(store), store.display, str(refused.value)]
+        no_secret_in([*shown, listed.stderr], SPECIAL, ENCODED, "s3cret")
+        assert all("sentinel_password=***" in text for text in shown[:4])
+        history.clear()
+
+
+def unreachable_errors(password: str, port: int) -> list[str]:
+    """The errors of a sync and an async call to a closed port with ``password``."""
+    url = f"redis://:{quote(password, safe='')}@127.0.0.1:{port}/0"
+    with pytest.raises(RedisUnavailableError) as raised:
+        RedisChatMessageHistory("s", url=url, retry=FAST).count()
+    with pytest.raises(RedisUnavailableError) as raised_async:
+        asyncio.run(RedisChatMessageHistory("s", url=url, retry=FAST).acount())
+    return [str(raised.value), str(raised_async.value)]
+
+
+@pytest.mark.parametrize("password", ["127", "0.0.1", "127.0.0.1", "1", "Connection", "zz"])
+def test_an_error_never_shows_where_the_password_is(password: str) -> None:
+    port = free_port()
+    references = unreachable_errors("not-in-any-message", port)
+    withheld = f"cannot reach Redis at 127.0.0.1:{port}: {WITHHELD}"
+    for shown, reference in zip(unreachable_errors(password, port), references, strict=True):
+        assert f"127.0.0.1:{port}" in shown and "***" not in shown
+        # Shown whole (the password occurs only inside the host) or not at all: never masked.
+        assert shown in (reference, withheld), shown
+        if password.startswith("127"):
+            assert shown == reference
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "chat:SeCa/bSeC@127.0.0.1:1/0",  # no scheme: was echoed whole
+        "chat:SeCaSeCb@127.0.0.1:1/0",
+        "redis://chat:SeCa/bSeC@127.0.0.1:1/0",  # an unencoded '/' in the password
+        "redis://chat:SeCa?bSeC@127.0.0.1:1/0",
+        "redis://chat:SeCa#bSeC@127.0.0.1:1/0",
+        "redis://chat:SeCa@bSeC@127.0.0.1:1/0",
+        "redis://chat:SeCa%zbSeC@127.0.0.1:1/0",
+        "redis://chat:SeCaSeCb@[127.0.0.1:1/0",  # an unclosed bracket
+        "redis://127.0.0.1:1/0?password=SeCa&bSeC=1",  # an unencoded '&' in a query password
+        "redis://127.0.0.1:1/0?sentinel_password=SeCa&socket_timeout=bSeC",
+        "redis+sentinel://h:1/m/0?sentinel_password=SeCa&bSeC",
+        "http://chat:SeCaSeCb@h:1/0",
+        "chat:SeCa://bSeC@h:1/0",
+    ],
+)
+def test_invalid_url_errors_hold_no_piece_of_the_password(url: str) -> None:
+    with pytest.raises(InvalidURLError) as raised:
+        RedisChatMessageHistory("s", url=url)
+    no_secret_in([str(raised.value)], "SeCa", "bSeC", "SeCb")
+    result = cli("--url", url, "sessions")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    no_secret_in([result.stdout, result.stderr], "SeCa", "bSeC", "SeCb")

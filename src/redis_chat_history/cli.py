@@ -50,7 +50,6 @@ from redis_chat_history.errors import (
 )
 from redis_chat_history.history import DEFAULT_KEY_PREFIX
 from redis_chat_history.store import RedisChatStore
-from redis_chat_history.urls import redact_url
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -83,18 +82,20 @@ class Context:
     def store(self) -> RedisChatStore:
         """The store of the chosen data source, announced once on stderr."""
         if self._store is None:
+            # The banner is the parsed url's display (rebuilt from its parts, no secret).
             if self.url:
-                url, where = self.url, f"using {redact_url(self.url)}"
+                store = RedisChatStore(url=self.url, key_prefix=self.key_prefix)
+                where = f"using {store.display}"
             elif os.environ.get("REDIS_URL"):
-                url = os.environ["REDIS_URL"]
-                where = f"using {redact_url(url)} (from REDIS_URL)"
+                store = RedisChatStore(url=os.environ["REDIS_URL"], key_prefix=self.key_prefix)
+                where = f"using {store.display} (from REDIS_URL)"
             else:
                 server = start_embedded(self.data_dir)
-                url = server.url
+                store = RedisChatStore(url=server.url, key_prefix=self.key_prefix)
                 state = "started" if server.owned else "already running"
                 where = f"using the embedded Redis in {server.data_dir} ({state}; {server.socket})"
             err.print(f"[dim]{escape(where)}[/dim]")
-            self._store = RedisChatStore(url=url, key_prefix=self.key_prefix)
+            self._store = store
         return self._store
 
 

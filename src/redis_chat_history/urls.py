@@ -4,12 +4,21 @@ Urls understood (``rediss`` is the TLS twin of every ``redis`` scheme)::
 
     redis://[[user]:password@]host[:port][/db][?option=value...]
     rediss://...                      TLS, certificates verified unless ssl_cert_reqs=none
-    unix:///path/to/redis.sock[?db=N]
+    unix://[[user]:password@]/path/to/redis.sock[?db=N]
     redis+sentinel://[user:pass@]host:port[,host2:port2...]/service_name[/db]
     redis+cluster://[user:pass@]host:port[,host2:port2...]
 
 ``embedded://[data_dir]`` is resolved by :mod:`redis_chat_history.provider` (it starts
 a server first, then parses the ``unix://`` url of that server).
+
+Parsing is strict: a url that is not exactly one of these forms (no scheme, an unclosed
+``[``, a bad port, a ``#``, an unencoded ``@`` in a password...) raises
+:class:`InvalidURLError` before anything connects. A password may hold any character;
+``/ ? # @ % :`` and spaces are written percent-encoded (``%2F %3F %23 %40 %25 %3A %20``).
+
+Secrets (the password, ``?password=`` and ``?sentinel_password=``) are never shown: the
+``display`` of a spec is rebuilt from its parts with every secret written ``***``, and
+error messages name the part that is wrong, never the text around a password.
 
 Example::
 
@@ -20,9 +29,12 @@ Example::
 
 from __future__ import annotations
 
+import ipaddress
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import quote, unquote, unquote_plus
 
 from redis_chat_history.errors import InvalidURLError
 
@@ -30,6 +42,7 @@ Mode = Literal["auto", "standalone", "cluster", "sentinel"]
 
 DEFAULT_PORT = 6379
 DEFAULT_SENTINEL_PORT = 26379
+MASK = "***"
 
 _SCHEMES: dict[str, tuple[Mode, bool]] = {
     "redis": ("auto", False),
@@ -40,9 +53,18 @@ _SCHEMES: dict[str, tuple[Mode, bool]] = {
     "redis+cluster": ("cluster", False),
     "rediss+cluster": ("cluster", True),
 }
+_KNOWN_SCHEMES = ", ".join(f"{name}://" for name in [*_SCHEMES, "embedded"])
 
 _CERT_REQS = {"none", "optional", "required"}
 _BOOL_WORDS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
+_MAX_DB = 2**31 - 1
+
+_SCHEME_SYNTAX = re.compile(r"[A-Za-z][A-Za-z0-9+.-]{0,30}\Z")
+_HOST_NAME = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,252}[A-Za-z0-9_])?\Z")
+_DIGITS = re.compile(r"[0-9]+\Z")
+_DECIMAL = re.compile(r"[0-9]{1,9}(?:\.[0-9]{1,9})?\Z")
+_BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_WHITESPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f]")
 
 
 def _to_bool(value: str) -> bool:
@@ -53,17 +75,27 @@ def _to_bool(value: str) -> bool:
 
 
 def _to_positive_float(value: str) -> float:
-    number = float(value)
-    if number <= 0:
-        raise ValueError("must be > 0")
-    return number
+    if not _DECIMAL.match(value) or float(value) <= 0:
+        raise ValueError("must be a number of seconds > 0 (e.g. 2.5)")
+    return float(value)
 
 
 def _to_positive_int(value: str) -> int:
-    number = int(value)
-    if number <= 0:
-        raise ValueError("must be > 0")
-    return number
+    if not _DIGITS.match(value) or len(value) > 9 or int(value) <= 0:
+        raise ValueError("must be a whole number > 0")
+    return int(value)
+
+
+def _to_seconds(value: str) -> int:
+    if not _DIGITS.match(value) or len(value) > 9:
+        raise ValueError("must be a whole number of seconds (0 turns it off)")
+    return int(value)
+
+
+def _to_db(value: str) -> int:
+    if not _DIGITS.match(value) or int(value) > _MAX_DB:
+        raise ValueError("must be a database number (0, 1, ...)")
+    return int(value)
 
 
 def _to_cert_reqs(value: str) -> str:
@@ -73,8 +105,10 @@ def _to_cert_reqs(value: str) -> str:
 
 
 #: Query options accepted in a url, with their parsers; anything else is an error.
-_QUERY_OPTIONS: dict[str, Any] = {
-    "db": int,
+_QUERY_OPTIONS: dict[str, Callable[[str], Any]] = {
+    "db": _to_db,
+    "username": str,  # redis-py's form, e.g. unix:///run/redis.sock?username=u&password=p
+    "password": str,
     "ssl_ca_certs": str,
     "ssl_ca_path": str,
     "ssl_certfile": str,
@@ -84,11 +118,13 @@ _QUERY_OPTIONS: dict[str, Any] = {
     "socket_timeout": _to_positive_float,
     "socket_connect_timeout": _to_positive_float,
     "max_connections": _to_positive_int,
-    "health_check_interval": int,
+    "health_check_interval": _to_seconds,
     "client_name": str,
     "sentinel_username": str,
     "sentinel_password": str,
 }
+#: Options whose values are credentials: shown as ``***``, never echoed in an error.
+SECRET_OPTIONS = frozenset({"password", "sentinel_password"})
 _TLS_OPTIONS = {
     "ssl_ca_certs",
     "ssl_ca_path",
@@ -97,97 +133,357 @@ _TLS_OPTIONS = {
     "ssl_cert_reqs",
     "ssl_check_hostname",
 }
+#: Shown instead of a server or client message in which a secret occurs.
+WITHHELD = "(message not shown: it may contain a credential)"
 
 
-@dataclass(frozen=True)
+def _host_text(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _option_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return quote(str(value), safe="/:,.-_~")
+
+
+@dataclass(frozen=True, repr=False)
 class ConnectionSpec:
-    """A parsed connection url. ``display`` is safe to print; secrets are kept out of repr."""
+    """A parsed connection url. ``display``, ``address`` and ``repr`` hold no secret."""
 
     mode: Mode
     tls: bool
-    display: str
+    scheme: str = "redis"
     hosts: tuple[tuple[str, int], ...] = ()
     unix_socket_path: str | None = None
     db: int = 0
     service_name: str = "mymaster"
     username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    options: tuple[tuple[str, Any], ...] = field(default=(), repr=False)
+    password: str | None = None
+    #: Query options other than db/username/password, in the url's order.
+    options: tuple[tuple[str, Any], ...] = field(default=())
 
     @property
     def address(self) -> str:
         """Where the server is, without credentials (``host:port[,host:port]`` or a socket)."""
         if self.unix_socket_path:
             return self.unix_socket_path
-        return ",".join(f"{host}:{port}" for host, port in self.hosts)
+        return ",".join(f"{_host_text(host)}:{port}" for host, port in self.hosts)
+
+    @property
+    def display(self) -> str:
+        """The url rebuilt from its parts, every secret written ``***``.
+
+        Example::
+
+            >>> parse_url("redis://:p%40ss@h/0?sentinel_password=x").display
+            'redis://:***@h:6379/0?sentinel_password=***'
+        """
+        userinfo = quote(self.username, safe="") if self.username else ""
+        if self.password is not None:
+            userinfo += f":{MASK}"
+        authority = f"{userinfo}@" if userinfo else ""
+        query = [
+            (name, MASK if name in SECRET_OPTIONS else _option_text(value))
+            for name, value in self.options
+        ]
+        if self.unix_socket_path:
+            path = quote(self.unix_socket_path, safe="/:,.-_~+")
+            query.insert(0, ("db", str(self.db)))
+        else:
+            authority += self.address
+            if self.mode == "sentinel":
+                path = f"/{quote(self.service_name, safe='')}/{self.db}"
+            elif self.mode == "cluster":
+                path = ""
+            else:
+                path = f"/{self.db}"
+        tail = "&".join(f"{name}={value}" for name, value in query)
+        return f"{self.scheme}://{authority}{path}" + (f"?{tail}" if tail else "")
+
+    def __repr__(self) -> str:
+        return f"ConnectionSpec({self.display!r})"
+
+    def secrets(self) -> list[str]:
+        """The credentials of this spec (to keep them out of any text shown)."""
+        found = [self.password, *(str(v) for k, v in self.options if k in SECRET_OPTIONS)]
+        return [secret for secret in found if secret]
 
     def redact(self, text: str) -> str:
-        """``text`` with the password (if any) replaced by ``***``."""
-        secrets = [self.password, dict(self.options).get("sentinel_password")]
+        """``text`` if no secret occurs in it, else :data:`WITHHELD` (never a masked copy).
+
+        Masking each occurrence would show where a password sits (with the password
+        ``127``, ``***.0.0.1``), so a text is shown whole or not at all. An occurrence
+        inside a public part (a host, the address, the user name) is not a secret's.
+
+        Example::
+
+            >>> spec = parse_url("redis://:127@127.0.0.1:1/0")
+            >>> spec.redact("Error 111 connecting to 127.0.0.1:1. Connection refused.")
+            'Error 111 connecting to 127.0.0.1:1. Connection refused.'
+            >>> spec.redact("ERR unknown command 'HELLO', with args beginning with: '127'")
+            '(message not shown: it may contain a credential)'
+        """
+        secrets = self.secrets()
+        if not secrets:
+            return text
+        public = {self.address, self.username or "", self.service_name, self.unix_socket_path or ""}
+        for host, port in self.hosts:
+            public |= {host, _host_text(host), str(port), f"{host}:{port}"}
+            public.add(f"{_host_text(host)}:{port}")
+        covered = [
+            (match.start(), match.end())
+            for part in public - {""}
+            for match in re.finditer(re.escape(part), text)
+        ]
         for secret in secrets:
-            if secret:
-                text = text.replace(secret, "***")
+            for match in re.finditer(f"(?={re.escape(secret)})", text):
+                start, end = match.start(), match.start() + len(secret)
+                if not any(low <= start and end <= high for low, high in covered):
+                    return WITHHELD
         return text
 
 
 def redact_url(url: str) -> str:
-    """``url`` with its password replaced by ``***`` (also for urls that do not parse).
+    """``url`` rebuilt from its parts with every secret written ``***``.
+
+    A url that does not parse is not shown at all (where its password is cannot be known).
 
     Example::
 
         >>> redact_url("redis://:pw@h:1/0")
         'redis://:***@h:1/0'
+        >>> redact_url("redis://:pw@[::1/0")
+        '(an invalid redis:// url, not shown)'
     """
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url
-    authority, slash, tail = rest.partition("/")
-    userinfo, at, hostpart = authority.rpartition("@")
-    if at and ":" in userinfo:
-        user = userinfo.split(":", 1)[0]
-        authority = f"{user}:***@{hostpart}"
-    elif at:
-        authority = f"{userinfo}@{hostpart}"
-    return f"{scheme}://{authority}{slash}{tail}"
-
-
-def _parse_hosts(text: str, default_port: int, url_for_errors: str) -> tuple[tuple[str, int], ...]:
-    hosts = []
-    for item in text.split(","):
-        item = item.strip()
-        if not item:
-            raise InvalidURLError(f"empty host in {url_for_errors}")
-        if item.startswith("["):  # [ipv6]:port
-            host, _, port_text = item[1:].partition("]")
-            port_text = port_text.lstrip(":")
-        elif item.count(":") == 1:
-            host, port_text = item.split(":")
-        else:
-            host, port_text = item, ""
-        try:
-            port = int(port_text) if port_text else default_port
-        except ValueError:
-            raise InvalidURLError(
-                f"port {port_text!r} is not a number in {url_for_errors}"
-            ) from None
-        if not 0 < port < 65536:
-            raise InvalidURLError(f"port {port} out of range in {url_for_errors}")
-        hosts.append((unquote(host) or "localhost", port))
-    return tuple(hosts)
-
-
-def _parse_db(text: str, url_for_errors: str) -> int:
     try:
-        db = int(text)
-    except ValueError:
-        raise InvalidURLError(f"database {text!r} is not a number in {url_for_errors}") from None
-    if db < 0:
-        raise InvalidURLError(f"database {db} is negative in {url_for_errors}")
-    return db
+        return parse_url(url).display
+    except InvalidURLError:
+        scheme = url.partition("://")[0] if isinstance(url, str) else ""
+        if _SCHEME_SYNTAX.match(scheme) and "://" in url:
+            return f"(an invalid {scheme.lower()}:// url, not shown)"
+        return "(an invalid url, not shown)"
+
+
+class _Parser:
+    """One url being parsed. Errors echo a piece of the url only when it cannot hold a secret."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.scheme = ""
+        # Pieces after the user info are echoed in errors only when the url has no '@'
+        # outside it (one would mean a password with an unencoded '/' or '?').
+        self.echo = True
+
+    def fail(self, problem: str) -> InvalidURLError:
+        kind = f"{self.scheme}:// url" if self.scheme else "url"
+        return InvalidURLError(
+            f"invalid {kind}: {problem} (the url is not shown: it may hold a password)"
+        )
+
+    def shown(self, piece: str) -> str:
+        return repr(piece) if self.echo else "(not shown)"
+
+    def parse(self) -> ConnectionSpec:
+        url = self.url
+        scheme_text, sep, rest = url.partition("://")
+        if not sep:
+            raise InvalidURLError(
+                "the url has no scheme: scheme must be one of "
+                f"{_KNOWN_SCHEMES} (the url is not shown: it may hold a password)"
+            )
+        if not _SCHEME_SYNTAX.match(scheme_text) or scheme_text.lower() not in _SCHEMES:
+            named = repr(scheme_text) if _SCHEME_SYNTAX.match(scheme_text) else "(not shown)"
+            raise InvalidURLError(
+                f"unsupported url scheme {named}: scheme must be one of {_KNOWN_SCHEMES}"
+            )
+        self.scheme = scheme_text.lower()
+        if _WHITESPACE_OR_CONTROL.search(url):
+            raise self.fail(
+                "it contains a space or control character (percent-encode it, e.g. %20)"
+            )
+        if "#" in rest:
+            raise self.fail("it contains '#' (a '#' in a password is written %23)")
+        mode, tls = _SCHEMES[self.scheme]
+        cut = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
+        authority, after = rest[:cut], rest[cut:]
+        path, _, query = after.partition("?")
+        userinfo, at, hostport = authority.rpartition("@")
+        if "@" in after and not at:
+            self.echo = False
+            if self.scheme != "unix":
+                raise self.fail(
+                    "an '@' follows the host part: a '/' or '?' in a password is written %2F or %3F"
+                )
+        if "@" in userinfo:
+            raise self.fail("the user name or password contains '@' (write it %40)")
+        username, password = self._userinfo(userinfo) if at else (None, None)
+        options = self._query(query)
+        if "username" in options:
+            if username is not None:
+                raise self.fail("the user name is given twice (before '@' and as ?username=)")
+            username = options.pop("username") or None
+        if "password" in options:
+            if password is not None:
+                raise self.fail("the password is given twice (before '@' and as ?password=)")
+            password = options.pop("password")
+        if not tls and _TLS_OPTIONS & options.keys():
+            raise self.fail("TLS options need a rediss:// url")
+
+        hosts: tuple[tuple[str, int], ...] = ()
+        unix_socket_path: str | None = None
+        db = 0
+        service_name = "mymaster"
+        segments = self._segments(path)
+        if self.scheme == "unix":
+            if hostport or not path.startswith("/") or not path.strip("/"):
+                raise self.fail(
+                    "unix url needs an absolute socket path: unix:///path/to/redis.sock"
+                )
+            unix_socket_path = self._decode(path, "socket path")
+        else:
+            default_port = DEFAULT_SENTINEL_PORT if mode == "sentinel" else DEFAULT_PORT
+            if not authority and mode == "auto":
+                hosts = (("localhost", DEFAULT_PORT),)  # redis:// alone, as redis-py reads it
+            else:
+                hosts = self._hosts(hostport, default_port)
+            if mode == "sentinel":
+                if len(segments) > 2:
+                    raise self.fail("sentinel url path is /service_name/db")
+                if segments:
+                    service_name = self._decode(segments[0], "service name")
+                if len(segments) == 2:
+                    db = self._db(segments[1])
+            else:
+                if len(hosts) > 1 and mode != "cluster":
+                    raise self.fail("several hosts need redis+sentinel:// or redis+cluster://")
+                if len(segments) > 1:
+                    raise self.fail("url path must be /db")
+                if segments:
+                    db = self._db(segments[0])
+        if "db" in options:
+            if len(segments) == (2 if mode == "sentinel" else 1):
+                raise self.fail("the database is given twice (in the path and as ?db=)")
+            db = options.pop("db")
+        if mode == "cluster" and db != 0:
+            raise self.fail(f"database {db}: Redis Cluster has only database 0")
+        return ConnectionSpec(
+            mode=mode,
+            tls=tls,
+            scheme=self.scheme,
+            hosts=hosts,
+            unix_socket_path=unix_socket_path,
+            db=db,
+            service_name=service_name,
+            username=username,
+            password=password,
+            options=tuple(options.items()),
+        )
+
+    def _decode(self, text: str, what: str, *, plus: bool = False) -> str:
+        if _BAD_PERCENT.search(text):
+            raise self.fail(
+                f"a '%' in the {what} is not followed by two hex digits (write '%' as %25)"
+            )
+        try:
+            return (unquote_plus if plus else unquote)(text, errors="strict")
+        except UnicodeDecodeError:
+            raise self.fail(f"the {what} has percent-encoded bytes that are not UTF-8") from None
+
+    def _userinfo(self, userinfo: str) -> tuple[str | None, str | None]:
+        user_text, has_password, password_text = userinfo.partition(":")
+        username = self._decode(user_text, "user name") or None
+        password = self._decode(password_text, "password") if has_password else None
+        return username, password
+
+    def _segments(self, path: str) -> list[str]:
+        if self.scheme == "unix" or path in ("", "/"):
+            return []
+        segments = path[1:].removesuffix("/").split("/")
+        if "" in segments:
+            raise self.fail("the path has an empty segment ('//')")
+        return segments
+
+    def _db(self, text: str) -> int:
+        try:
+            return _to_db(text)
+        except ValueError:
+            raise self.fail(f"database {self.shown(text)} is not a number") from None
+
+    def _hosts(self, text: str, default_port: int) -> tuple[tuple[str, int], ...]:
+        if not text:
+            raise self.fail("the host is empty (name it, e.g. localhost)")
+        return tuple(self._host(item, default_port) for item in text.split(","))
+
+    def _host(self, item: str, default_port: int) -> tuple[str, int]:
+        if not item:
+            raise self.fail("the host list has an empty entry")
+        port_text: str | None = None
+        if item.startswith("["):  # [ipv6] or [ipv6]:port
+            host, closed, rest = item[1:].partition("]")
+            if not closed:
+                raise self.fail("an IPv6 address opened with '[' is not closed with ']'")
+            try:
+                ipaddress.IPv6Address(host)
+            except ValueError:
+                raise self.fail(f"{self.shown(host)} in brackets is not an IPv6 address") from None
+            if rest:
+                if not rest.startswith(":"):
+                    raise self.fail("only ':port' may follow ']'")
+                port_text = rest[1:]
+        else:
+            if item.count(":") > 1:
+                raise self.fail("an IPv6 address must be in brackets, e.g. [::1]:6379")
+            host, colon, rest = item.partition(":")
+            port_text = rest if colon else None
+            if not host:
+                raise self.fail("the host is empty (name it, e.g. localhost)")
+            if not _HOST_NAME.match(host):
+                raise self.fail(f"host {self.shown(host)} is not a host name or IPv4 address")
+        if port_text is None:
+            return host, default_port
+        if not _DIGITS.match(port_text):
+            raise self.fail(f"port {self.shown(port_text)} is not a number")
+        port = int(port_text)
+        if not 0 < port < 65536:
+            raise self.fail(f"port {port if self.echo else '(not shown)'} out of range (1-65535)")
+        return host, port
+
+    def _query(self, query: str) -> dict[str, Any]:
+        options: dict[str, Any] = {}
+        if not query:
+            return options
+        for item in query.split("&"):
+            name_text, has_value, value_text = item.partition("=")
+            if not has_value or not name_text:
+                raise self.fail(
+                    f"option {self.shown(name_text)} without '=value' ('&' in a value is %26)"
+                )
+            name = self._decode(name_text, "option name")
+            parser = _QUERY_OPTIONS.get(name)
+            if parser is None:
+                raise self.fail(
+                    f"unknown option {self.shown(name)}; known: {', '.join(sorted(_QUERY_OPTIONS))}"
+                )
+            if name in options:
+                raise self.fail(f"option {name!r} is given twice")
+            value = self._decode(value_text, f"value of {name}", plus=True)
+            try:
+                options[name] = parser(value)
+            except ValueError as error:
+                raise self.fail(f"option {name}={self.shown(value)}: {error}") from None
+            if name in SECRET_OPTIONS:
+                # A secret holding an unencoded '&' continues into the next items.
+                self.echo = False
+        return options
 
 
 def parse_url(url: str) -> ConnectionSpec:
-    """Parse a connection url; raises :class:`InvalidURLError` naming what is wrong.
+    """Parse a connection url strictly; raises :class:`InvalidURLError` naming what is wrong.
+
+    The error never holds the url's password (nor text that could be part of it).
 
     Example::
 
@@ -196,85 +492,4 @@ def parse_url(url: str) -> ConnectionSpec:
     """
     if not isinstance(url, str):
         raise InvalidURLError(f"url must be a str, got {type(url).__name__}")
-    shown = redact_url(url)
-    scheme, sep, rest = url.partition("://")
-    scheme = scheme.lower()
-    if not sep or scheme not in _SCHEMES:
-        known = ", ".join(f"{name}://" for name in [*_SCHEMES, "embedded"])
-        raise InvalidURLError(f"unsupported url {shown!r}: scheme must be one of {known}")
-    mode, tls = _SCHEMES[scheme]
-    rest, _, query = rest.partition("?")
-    rest, _, _fragment = rest.partition("#")
-    options: dict[str, Any] = {}
-    for name, value in parse_qsl(query, keep_blank_values=True):
-        parser = _QUERY_OPTIONS.get(name)
-        if parser is None:
-            raise InvalidURLError(
-                f"unknown option {name!r} in {shown!r}; known: {', '.join(sorted(_QUERY_OPTIONS))}"
-            )
-        try:
-            options[name] = parser(value)
-        except ValueError as error:
-            raise InvalidURLError(f"option {name}={value!r} in {shown!r}: {error}") from None
-    if not tls and _TLS_OPTIONS & options.keys():
-        raise InvalidURLError(f"TLS options need a rediss:// url, got {shown!r}")
-
-    username: str | None = None
-    password: str | None = None
-    db = 0
-    service_name = "mymaster"
-    hosts: tuple[tuple[str, int], ...] = ()
-    unix_socket_path: str | None = None
-    if scheme == "unix":
-        authority, path = "", rest
-        userinfo, at, path_only = rest.rpartition("@")
-        if at:
-            authority, path = userinfo, path_only
-        if not path.startswith("/"):
-            raise InvalidURLError(f"unix url needs an absolute socket path: {shown!r}")
-        unix_socket_path = unquote(path)
-        userinfo = authority
-    else:
-        authority, _, path = rest.partition("/")
-        userinfo, _, hostpart = authority.rpartition("@")
-        default_port = DEFAULT_SENTINEL_PORT if mode == "sentinel" else DEFAULT_PORT
-        hosts = _parse_hosts(hostpart or "localhost", default_port, shown)
-        parts = [part for part in path.split("/") if part]
-        if mode == "sentinel":
-            if parts:
-                service_name = unquote(parts[0])
-            if len(parts) > 1:
-                db = _parse_db(parts[1], shown)
-            if len(parts) > 2:
-                raise InvalidURLError(f"sentinel url path is /service_name/db: {shown!r}")
-        else:
-            if len(hosts) > 1 and mode != "cluster":
-                raise InvalidURLError(
-                    f"several hosts need redis+sentinel:// or redis+cluster://: {shown!r}"
-                )
-            if parts:
-                if len(parts) > 1:
-                    raise InvalidURLError(f"url path must be /db: {shown!r}")
-                db = _parse_db(parts[0], shown)
-    if userinfo:
-        user_text, has_password, password_text = userinfo.partition(":")
-        username = unquote(user_text) or None
-        password = unquote(password_text) if has_password else None
-    if "db" in options:
-        db = options.pop("db")
-        if db < 0:
-            raise InvalidURLError(f"database {db} is negative in {shown!r}")
-    if mode == "cluster" and db != 0:
-        raise InvalidURLError(f"Redis Cluster has only database 0: {shown!r}")
-    return ConnectionSpec(
-        mode=mode,
-        tls=tls,
-        display=shown,
-        hosts=hosts,
-        unix_socket_path=unix_socket_path,
-        db=db,
-        service_name=service_name,
-        username=username,
-        password=password,
-        options=tuple(sorted(options.items())),
-    )
+    return _Parser(url).parse()
