@@ -3,8 +3,8 @@
 It forwards bytes unchanged. ``drop_next_reply()`` makes it swallow the next bytes the
 server sends and cut the client's connection: the command ran, the client never hears so.
 With ``hold=True`` it also stops forwarding what clients send (on every connection, new
-ones too) until ``release()``: the client's re-send waits in the proxy while the test
-does other things, then reaches the server late.
+ones too, past their set-up) until ``release()``: the client's re-send waits in the
+proxy while the test does other things, then reaches the server late.
 """
 
 from __future__ import annotations
@@ -14,6 +14,13 @@ import socket
 import threading
 
 from tests.servers import free_port
+
+_HANDSHAKE = (b"HELLO", b"AUTH", b"CLIENT", b"SELECT")
+
+
+def _is_handshake(request: bytes) -> bool:
+    """A new connection's set-up (held requests are the commands after it)."""
+    return any(word in request[:40].upper() for word in _HANDSHAKE)
 
 
 class ReplyDroppingProxy:
@@ -60,10 +67,16 @@ class ReplyDroppingProxy:
             threading.Thread(target=self._pump, args=(upstream, client, True), daemon=True).start()
 
     def _pump(self, source: socket.socket, target: socket.socket, replies: bool) -> None:
+        close_target = True
         try:
             while True:
                 data = source.recv(65536)
                 if not data:
+                    if not replies:
+                        # The client closed: pass that on as a half-close, so the server
+                        # still runs what it received (a late re-send) and answers it.
+                        target.shutdown(socket.SHUT_WR)
+                        close_target = False
                     break
                 if replies:
                     with self._lock:
@@ -74,7 +87,7 @@ class ReplyDroppingProxy:
                         self._open.clear()
                     self.dropped += 1
                     break  # the server answered; the client never gets it
-                if not replies and not self._open.is_set():
+                if not replies and not self._open.is_set() and not _is_handshake(data):
                     with self._lock:
                         self.held += 1
                     self._open.wait()
@@ -82,7 +95,7 @@ class ReplyDroppingProxy:
         except OSError:
             pass
         finally:
-            for sock in (source, target):
+            for sock in (source, target) if close_target else (source,):
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
                 sock.close()

@@ -178,11 +178,21 @@ def test_resend_held_for_the_longest_delay_the_policy_allows_is_recognised(
     for _ in range(OTHER_WRITES):
         direct.add_user_message("other")
     wait_until(lambda: time.monotonic() - started > longest - 0.3, longest, "the longest delay")
-    replies = proxy.replies
-    proxy.release()  # the held re-send reaches the server now
-    wait_until(lambda: proxy.replies > replies, 10, "the server to answer the late re-send")
+    admin = redis7.client()
+    try:
+        scripts_run = _script_calls(admin)
+        proxy.release()  # the held re-send reaches the server now
+        wait_until(lambda: _script_calls(admin) > scripts_run, 10, "the late re-send to run")
+    finally:
+        admin.close()
     assert contents(direct).count("late") == 1
     assert direct.count() == OTHER_WRITES + 1
+
+
+def _script_calls(admin: Any) -> int:
+    """Script calls (EVALSHA and EVAL) the server has run so far."""
+    stats = admin.info("commandstats")
+    return sum(stats.get(f"cmdstat_{name}", {}).get("calls", 0) for name in ("evalsha", "eval"))
 
 
 @pytest.mark.parametrize("topology", ["standalone", "cluster"])
