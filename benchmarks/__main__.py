@@ -16,6 +16,12 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from benchmarks.agent_memory import (
+    agent_table,
+    agent_verdicts,
+    run_agent_memory,
+    write_agent_chart,
+)
 from benchmarks.report import (
     machine_facts,
     machine_text,
@@ -51,6 +57,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--redis-server", help="redis-server binary (default: /usr/bin/redis-server if present)"
     )
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target fails")
+    parser.add_argument(
+        "--agent-turns",
+        default=None,
+        help="conversation lengths of the agent memory scenario (default 20,50; quick 3)",
+    )
+    parser.add_argument(
+        "--only-agents", action="store_true", help="run the agent memory scenario only"
+    )
     args = parser.parse_args(argv)
     if args.repeat is not None and args.repeat < 1:
         parser.error("--repeat must be >= 1")
@@ -69,25 +83,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         meta["sizes"] = sizes.__dict__ | {"quick": args.quick}
         meta["workload"] = workload.describe()
         bench = Bench(server.url, workload, sizes)
+        progress = lambda label: print(f"... {label}", file=sys.stderr, flush=True)  # noqa: E731
         try:
-            measurements = bench.run_all(
-                lambda label: print(f"... {label}", file=sys.stderr, flush=True)
-            )
+            measurements = [] if args.only_agents else bench.run_all(progress)
         finally:
             bench.close()
+        turns = args.agent_turns or ("3" if args.quick else "20,50")
+        agents = run_agent_memory(
+            server.url,
+            turns=tuple(int(count) for count in turns.split(",")),
+            repeat=1 if args.quick else 3,
+            progress=progress,
+        )
     meta["load_average_at_end"] = [round(load, 2) for load in os.getloadavg()]
     meta["duration_seconds"] = round(time.perf_counter() - started, 1)
-    verdicts = judge(measurements, sizes)
-    print(markdown_tables(measurements))
+    verdicts = ([] if args.only_agents else judge(measurements, sizes)) + agent_verdicts(agents)
+    if measurements:
+        print(markdown_tables(measurements))
+        print()
+    print(agent_table(agents))
     print()
     print(targets_text(verdicts))
     print()
     print(machine_text(meta))
-    write_json(args.json, measurements, verdicts, meta)
+    write_json(args.json, measurements, verdicts, meta, agent_memory=agents.as_dict())
     print(f"JSON: {args.json}")
     if args.png:
-        write_chart(Path(args.png), measurements)
-        print(f"chart: {args.png}")
+        if measurements:
+            write_chart(Path(args.png), measurements)
+            print(f"chart: {args.png}")
+        agent_png = Path(args.png).with_name(f"{Path(args.png).stem}_agent_memory.png")
+        write_agent_chart(agent_png, agents)
+        print(f"agent memory chart: {agent_png}")
     failed = [
         verdict for verdict in verdicts if verdict.passed is False and not verdict.target.stretch
     ]

@@ -33,7 +33,17 @@ MEMORY_COLUMNS = (
     ("package_compress", "redis-chat-history compress=True"),
     ("floor", "redis-py floor (orjson, full dicts)"),
 )  # fmt: skip
-VERSIONED = ("redis", "hiredis", "langchain-core", "langchain-community", "orjson", "pydantic")
+VERSIONED = (
+    "redis",
+    "hiredis",
+    "langchain-core",
+    "langchain-community",
+    "orjson",
+    "pydantic",
+    "langchain",
+    "langgraph",
+    "langgraph-checkpoint-sqlite",
+)
 
 
 def _format_value(measurement: Measurement, name: str) -> str:
@@ -169,6 +179,8 @@ def write_json(
     measurements: Sequence[Measurement],
     verdicts: Sequence[Verdict],
     meta: dict[str, Any],
+    *,
+    agent_memory: dict[str, Any] | None = None,
 ) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     document = {
@@ -176,6 +188,8 @@ def write_json(
         "measurements": [measurement.as_dict() for measurement in measurements],
         "targets": [verdict.as_dict() for verdict in verdicts],
     }
+    if agent_memory is not None:
+        document["agent_memory"] = agent_memory
     path.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
 
 

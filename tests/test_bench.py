@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import statistics
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from benchmarks.__main__ import main
+from benchmarks.agent_memory import AgentMemory, Series, agent_table, agent_verdicts
 from benchmarks.report import markdown_tables
 from benchmarks.scenarios import QUICK, Measurement
 from benchmarks.targets import Verdict, judge, paired, targets_for
@@ -63,7 +65,9 @@ def test_quick_run_reports_every_row_target_and_file(
     )
 
     statuses = [target["status"] for target in document["targets"]]
-    assert len(statuses) == len(targets_for(QUICK))
+    agent_targets = [t for t in document["targets"] if t["measurement"] == "agent_memory"]
+    assert len(agent_targets) == 4  # bytes vs add_messages and linear growth, both variants
+    assert len(statuses) == len(targets_for(QUICK)) + len(agent_targets)
     assert set(statuses) <= {"PASS", "FAIL"}
     for target in document["targets"]:
         assert f"{target['status']:4}  " in out
@@ -126,3 +130,51 @@ def test_workload_is_deterministic_and_realistic() -> None:
 def test_repeat_must_be_positive() -> None:
     with pytest.raises(SystemExit):
         main(["--repeat", "0"])
+
+
+def test_agent_memory_quick_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    json_path, png_path = tmp_path / "bench.json", tmp_path / "bench.png"
+    code = main(["--only-agents", "--quick", "--agent-turns", "3,4", "--json", str(json_path), "--png", str(png_path)])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0
+    document = json.loads(json_path.read_text())
+    agents = document["agent_memory"]
+    assert agents["errors"] == {}
+    assert "redissaver" in agents["skipped"] or "redissaver" in agents["series"]["plain_3"]
+    for key in ("plain_3", "plain_4", "tools_3", "tools_4"):
+        series = agents["series"][key]
+        assert {"middleware", "inmemory", "sqlite"} <= set(series)
+        turns = int(key.split("_")[1])
+        for name, values in series.items():
+            sizes = values["bytes_after_turn"]
+            assert len(sizes) == turns and all(b > a for a, b in itertools.pairwise(sizes)), name
+            assert all(t >= 0 for t in values["memory_seconds"])
+        middleware = series["middleware"]
+        # Stored once: the same messages written by add_messages take the same bytes.
+        assert middleware["same_messages_bytes"] == middleware["bytes_after_turn"][-1]
+        assert series["sqlite"]["bytes_after_turn"][-1] > middleware["bytes_after_turn"][-1]
+    for target in document["targets"]:
+        assert f"{target['status']:4}  " in out and target["target"] in out
+    assert "| 4 turns, one tool call per turn | SqliteSaver |" in out
+    assert "RedisSaver skipped" in out or "RedisSaver |" in out
+    assert Path(tmp_path / "bench_agent_memory.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_agent_targets_at_twenty_turns() -> None:
+    result = AgentMemory((20,), 1)
+    line = [1000.0 * turn for turn in range(1, 21)]
+    quadratic = [1000.0 * turn * turn for turn in range(1, 21)]
+    for variant in ("plain", "tools"):
+        result.series[AgentMemory.key(variant, 20)] = {
+            "middleware": Series(line, [0.001] * 20, same_messages_bytes=line[-1]),
+            "inmemory": Series(quadratic, [0.002] * 20),
+            "sqlite": Series(quadratic, [0.004] * 20),
+        }
+    verdicts = agent_verdicts(result)
+    assert len(verdicts) == 8
+    assert all(verdict.passed for verdict in verdicts), [v.line() for v in verdicts]
+    result.series["tools_20"]["middleware"].same_messages_bytes = line[-1] / 2  # stored twice
+    result.series["tools_20"]["sqlite"] = Series(line, [0.002] * 20)
+    failed = {v.target.text for v in agent_verdicts(result) if not v.passed}
+    assert len(failed) == 3 and all("one tool call" in text for text in failed)
+    assert "| 20 turns, without tools | SqliteSaver | 390.6 KB | 20.0x |" in agent_table(result)

@@ -122,6 +122,8 @@ class ScriptedChatModel(BaseChatModel):
     answers: dict[str, str] = Field(default_factory=dict)
     #: Words of filler added to each answer (benchmarks use it to set message sizes).
     padding: int = 0
+    #: Say what it sees of the conversation (benchmarks turn it off: answers keep one size).
+    remember: bool = True
 
     @property
     def _llm_type(self) -> str:
@@ -168,6 +170,10 @@ class ScriptedChatModel(BaseChatModel):
                 "type": "tool_call",
             }
             return AIMessage("", tool_calls=[call], response_metadata=metadata)
+        answer = next((text for key, text in self.answers.items() if key in question), None)
+        if not self.remember:
+            text = f"{answer or 'You said: ' + question} {pad}"
+            return AIMessage(text.strip(), response_metadata=metadata)
         earlier = [m for m in messages[:-1] if isinstance(m, HumanMessage)]
         looked_up = [
             str(call["args"].get("topic"))
@@ -180,7 +186,6 @@ class ScriptedChatModel(BaseChatModel):
             memory += f", the first one: {str(earlier[0].content)!r}"
         if looked_up:
             memory += f"; I looked up: {', '.join(looked_up)}"
-        answer = next((text for key, text in self.answers.items() if key in question), None)
         text = f"{answer or 'You said: ' + question} {memory}.) {pad}"
         return AIMessage(text.strip(), response_metadata=metadata)
 
