@@ -27,6 +27,7 @@ from langchain_core.messages import (
     SystemMessage,
     ToolMessage,
 )
+from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import tool
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.runtime import Runtime
@@ -480,3 +481,26 @@ def test_history_works_when_langchain_core_drops_the_base_class(redis_url: str) 
         "a",
         "q2",
     ]
+
+
+# -- the README's custom LangGraph node ------------------------------------------------
+def test_a_custom_langgraph_node_with_whole_turns(redis_url: str) -> None:
+    from langgraph.graph import END, START, MessagesState, StateGraph
+
+    store = RedisChatStore(url=redis_url)
+    store.history("user-7").add_messages(EARLIER)
+    model = ScriptedChatModel()
+    system_message = SystemMessage(SYSTEM)
+
+    def respond(state: MessagesState, config: RunnableConfig) -> dict[str, Any]:
+        history = store.history(config["configurable"]["thread_id"])
+        window = history.get_messages(2, whole_turns=True)  # starts at a human message
+        reply = model.invoke([system_message, *window, *state["messages"]])
+        history.add_messages([*state["messages"], reply])  # one atomic write
+        return {"messages": [reply]}
+
+    graph = StateGraph(MessagesState).add_node(respond).add_edge(START, "respond")
+    app = graph.add_edge("respond", END).compile()
+    result = app.invoke(ask("next"), {"configurable": {"thread_id": "user-7"}})
+    assert model.requests[0][1:5] == EARLIER  # 2 messages, extended back to the question
+    assert store.history("user-7").messages == EARLIER + result["messages"]
