@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Annotated, Any, Optional, TypeAlias, cast
+from typing import TYPE_CHECKING, Annotated, Any, Optional, TypeAlias, cast
 
 from langchain_core.messages import AIMessage, AnyMessage, BaseMessage
 from langchain_core.runnables import RunnableConfig
@@ -48,7 +48,6 @@ try:
     from langchain.agents.middleware.types import (
         AgentMiddleware,
         AgentState,
-        ExtendedModelResponse,
         ModelRequest,
         ModelResponse,
         PrivateStateAttr,
@@ -59,6 +58,9 @@ except ImportError as error:  # pragma: no cover - depends on the installed extr
     raise ImportError(
         "redis_chat_history.agents needs LangChain v1: pip install 'redis-chat-history[agents]'"
     ) from error
+
+if TYPE_CHECKING:  # not in every langchain 1.x release: needed for annotations only
+    from langchain.agents.middleware.types import ExtendedModelResponse
 
 from redis_chat_history.errors import InvalidArgumentError, InvalidArgumentTypeError
 from redis_chat_history.history import RedisChatMessageHistory
