@@ -54,7 +54,7 @@ ANSWERS: dict[str, str] = {
     "in the layout langchain_community's RedisChatMessageHistory uses.",
     "restarts": "Nothing is lost: the embedded Redis keeps an append-only file, and the next "
     "run reads this conversation back, tool calls included.",
-    "so far": "See below: everything I looked up is in the part of our conversation I was given.",
+    "so far": "The earlier turns I was given, read back from Redis, hold my tool calls.",
     "try next": "Run 'redis-chat-history show demo', or this demo again: it continues here.",
 }
 
