@@ -159,3 +159,25 @@ def test_demo_twice_on_the_embedded_redis(tmp_path: Path) -> None:
     assert "the first one: 'Hi! Where do you keep our conversation?'" in second.stdout
     assert "I looked up: window, once" in second.stdout
     assert not (tmp_path / "data" / "redis.sock").exists()  # stopped on exit
+
+
+def test_without_the_cli_extra_one_line_says_how_to_get_it(tmp_path: Path) -> None:
+    # A typer package that is not there, as after `pip install redis-chat-history`.
+    (tmp_path / "typer").mkdir()
+    (tmp_path / "typer" / "__init__.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'typer'\", name='typer')\n"
+    )
+    environment = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    environment["PYTHONPATH"] = str(tmp_path)
+    installed = Path(sys.executable).with_name("redis-chat-history")
+    assert installed.exists(), "make setup installs the command"
+    for command in ([str(installed)], [sys.executable, "-m", "redis_chat_history"]):
+        result = subprocess.run(
+            [*command, "sessions"], capture_output=True, text=True, env=environment, timeout=60
+        )
+        assert result.returncode == 2, result.stderr
+        assert result.stdout == ""
+        assert result.stderr.splitlines() == [
+            "redis-chat-history: the command line needs the cli extra (typer is missing): "
+            "pip install 'redis-chat-history[cli]'"
+        ]
