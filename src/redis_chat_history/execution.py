@@ -77,11 +77,12 @@ _PLAIN_MARKER = "RCHPLAIN"
 
 def translate(error: BaseException, provider: ClientProvider, key: str) -> ChatHistoryError:
     """This package's error for a redis-py error, naming the key or server, never a password."""
-    text = provider.redact(str(error))
+    raw = str(error)  # for recognising the error; only ``text`` is shown
+    text = provider.redact(raw)
     where = provider.address
     if isinstance(error, (redis_errors.AuthenticationError, redis_errors.AuthorizationError)):
         return PermissionDeniedError(f"Redis at {where} refused the credentials: {text}")
-    if isinstance(error, redis_errors.NoPermissionError) or "can't run this command" in text:
+    if isinstance(error, redis_errors.NoPermissionError) or "can't run this command" in raw:
         return PermissionDeniedError(f"Redis at {where} refused an operation on {key!r}: {text}")
     if isinstance(error, (redis.sentinel.MasterNotFoundError, AsyncMasterNotFoundError)):
         service = provider.spec.service_name if provider.spec else "?"
@@ -89,7 +90,7 @@ def translate(error: BaseException, provider: ClientProvider, key: str) -> ChatH
             f"cannot reach Redis through the sentinels at {where}: none named a master "
             f"for service {service!r}"
         )
-    if "WRONGTYPE" in text:
+    if "WRONGTYPE" in raw:
         return WrongTypeError(
             f"{key!r} holds a Redis value that is not a list, so it is not a chat history "
             "(nothing was changed)",
@@ -315,7 +316,7 @@ class _Call(Generic[T]):
         ):
             reason = text[len(_PLAIN_MARKER) :].strip() if text.startswith(_PLAIN_MARKER) else text
             self.provider.scripts_refused = True
-            _warn_plain_once(self.provider, reason)
+            _warn_plain_once(self.provider, self.provider.redact(reason))
             self.active = self.plan.plain()
             return _Step(False)
         if "WRONGTYPE" in text:
