@@ -29,7 +29,7 @@ from redis_chat_history.errors import (
 from redis_chat_history.history import RedisChatMessageHistory
 from redis_chat_history.provider import close_shared_clients
 from redis_chat_history.retry import RetryPolicy
-from redis_chat_history.store import RedisChatStore, StoreStats, TransferResult
+from redis_chat_history.store import ExportResult, RedisChatStore, StoreStats, TransferResult
 from redis_chat_history.urls import parse_url
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "CommandError",
     "CorruptHistoryError",
     "EmbeddedServerError",
+    "ExportResult",
     "ImportFormatError",
     "InvalidArgumentError",
     "InvalidArgumentTypeError",

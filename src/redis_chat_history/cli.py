@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Annotated, Any
+from typing import Annotated, Any
 
 import orjson
 import typer
@@ -78,24 +78,31 @@ class Context:
     data_dir: Path
     debug: bool
     _store: RedisChatStore | None = field(default=None, repr=False)
+    _url: str = field(default="", repr=False)
 
-    def store(self) -> RedisChatStore:
+    def store(self, *, skip_corrupt: bool = False) -> RedisChatStore:
         """The store of the chosen data source, announced once on stderr."""
         if self._store is None:
             # The banner is the parsed url's display (rebuilt from its parts, no secret).
             if self.url:
-                store = RedisChatStore(url=self.url, key_prefix=self.key_prefix)
+                url = self.url
+                store = RedisChatStore(url=url, key_prefix=self.key_prefix)
                 where = f"using {store.display}"
             elif os.environ.get("REDIS_URL"):
-                store = RedisChatStore(url=os.environ["REDIS_URL"], key_prefix=self.key_prefix)
+                url = os.environ["REDIS_URL"]
+                store = RedisChatStore(url=url, key_prefix=self.key_prefix)
                 where = f"using {store.display} (from REDIS_URL)"
             else:
                 server = start_embedded(self.data_dir)
-                store = RedisChatStore(url=server.url, key_prefix=self.key_prefix)
+                url = server.url
+                store = RedisChatStore(url=url, key_prefix=self.key_prefix)
                 state = "started" if server.owned else "already running"
                 where = f"using the embedded Redis in {server.data_dir} ({state}; {server.socket})"
             err.print(f"[dim]{escape(where)}[/dim]")
+            self._url = url
             self._store = store
+        if skip_corrupt:
+            return RedisChatStore(url=self._url, key_prefix=self.key_prefix, skip_corrupt=True)
         return self._store
 
 
@@ -275,14 +282,8 @@ def show(
     err.print(f"[dim]{len(messages)} of {total} message(s) of {session!r}[/dim]")
 
 
-@contextmanager
-def _open_output(path: str) -> Iterator[IO[Any]]:
-    if path == "-":
-        yield sys.stdout.buffer
-        sys.stdout.flush()
-    else:
-        with open(path, "wb") as handle:
-            yield handle
+def _corrupt_note(skipped: int) -> str:
+    return f"; skipped {skipped:,} corrupt element(s) (--skip-corrupt)" if skipped else ""
 
 
 @app.command()
@@ -292,15 +293,27 @@ def export(
         list[str] | None, typer.Argument(help="Session ids (default: all).")
     ] = None,
     output: Annotated[
-        str, typer.Option("-o", "--output", help="File to write ('-' for stdout).")
+        str,
+        typer.Option(
+            "-o", "--output", help="File to write ('-' for stdout); replaced only when complete."
+        ),
     ] = "-",
+    skip_corrupt: Annotated[
+        bool, typer.Option(help="Skip stored elements that are not messages (counted).")
+    ] = False,
 ) -> None:
-    """Export sessions as JSON Lines (one message per line)."""
-    store = _context(ctx).store()
+    """Export sessions as JSON Lines, each session closed by a record with its count."""
+    store = _context(ctx).store(skip_corrupt=skip_corrupt)
     chosen = list(sessions) if sessions else sorted(store.sessions())
-    with _open_output(output) as handle, _progress("export", len(chosen)) as update:
-        messages = store.export(handle, chosen, progress=update)
-    err.print(f"exported {messages:,} message(s) of {len(chosen)} session(s)")
+    target: Any = sys.stdout.buffer if output == "-" else Path(output)
+    with _progress("export", len(chosen)) as update:
+        result = store.export(target, chosen, progress=update)
+    if output == "-":
+        sys.stdout.flush()
+    err.print(
+        f"exported {result.messages:,} message(s) of {result.sessions} session(s)"
+        + _corrupt_note(result.corrupt_skipped)
+    )
 
 
 @app.command(name="import")
@@ -316,6 +329,8 @@ def import_(
         raise InvalidArgumentError(f"no such file: {file}")
     with _progress("import", None) as update:
         result = store.import_(source, overwrite=overwrite, progress=update)
+    for warning in result.warnings:
+        err.print(f"warning: {escape(warning)}", style="yellow")
     err.print(
         f"imported {result.messages:,} message(s): {result.sessions_written} session(s) written,"
         f" {result.sessions_skipped} kept as they were (use --overwrite to replace)"
@@ -333,10 +348,13 @@ def copy(
         str | None, typer.Option(help="Key prefix on the target (default: the same).")
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace sessions that have messages.")] = False,
+    skip_corrupt: Annotated[
+        bool, typer.Option(help="Skip stored elements that are not messages (counted).")
+    ] = False,
 ) -> None:
     """Copy sessions to another Redis (TTLs kept)."""
     context = _context(ctx)
-    store = context.store()
+    store = context.store(skip_corrupt=skip_corrupt)
     target = RedisChatStore(url=to, key_prefix=to_key_prefix or context.key_prefix)
     chosen = list(sessions) if sessions else sorted(store.sessions())
     err.print(f"[dim]copying to {escape(target.display)}[/dim]")
@@ -345,6 +363,7 @@ def copy(
     err.print(
         f"copied {result.messages:,} message(s): {result.sessions_written} session(s) written,"
         f" {result.sessions_skipped} kept on the target (use --overwrite to replace)"
+        + _corrupt_note(result.corrupt_skipped)
     )
 
 

@@ -9,6 +9,14 @@ reads. Two differences keep it smaller while staying readable by the old class:
   message validators treat a missing field exactly like an empty one;
 * JSON is compact and UTF-8 (orjson), not ASCII-escaped with spaces.
 
+Values round-trip exactly, as with the old class's ``json`` module: a message holding
+what orjson cannot write exactly (integers beyond 64 bits, lone surrogates, NaN and
+infinities, which orjson would write as ``null``) is written by the stdlib in the old
+class's own form (``{"type": "human", ...``, ASCII, with spaces). Readers parse the
+compact form, which only orjson writes, with orjson; any other form (the old class's,
+or the fallback's) with orjson too unless it holds a run of 19 digits, which may be an
+integer orjson would turn into a float: then with the stdlib.
+
 With ``compress=True`` an element is zlib-compressed when that makes it smaller.
 A compressed element starts with the zlib header byte ``0x78`` (``'x'``), which no
 JSON object starts with, so readers recognise both forms by themselves. The old
@@ -28,6 +36,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import zlib
 from collections.abc import Sequence
 from typing import Any
@@ -67,6 +76,10 @@ _COMPRESS_MIN_BYTES = 96  # below this zlib's 6-byte frame rarely pays off
 _COMPRESS_LEVEL = 6
 _ORJSON_OPTIONS = orjson.OPT_NON_STR_KEYS
 _UNSET = object()
+#: How every stored element this package writes with orjson starts (see _load_json).
+_COMPACT_PREFIX = b'{"type":"'
+_DIGITS_AS_ZERO = bytes(0x30 if 0x30 <= byte <= 0x39 else 0x20 for byte in range(256))
+_NINETEEN_ZEROS = b"0" * 19
 
 logger = logging.getLogger("redis_chat_history")
 
@@ -113,6 +126,61 @@ def message_payload(message: BaseMessage) -> dict[str, Any]:
     return {"type": message.type, "data": data}
 
 
+def _has_non_finite(value: Any) -> bool:
+    """True when a float NaN or infinity is somewhere in ``value`` (orjson writes them as null)."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        kind = type(item)
+        if kind is float:
+            if not math.isfinite(item):
+                return True
+        elif kind is dict:
+            pending.extend(item.values())
+        elif kind is list or kind is tuple:
+            pending.extend(item)
+        elif isinstance(item, BaseModel):
+            pending.append(item.model_dump())
+        elif isinstance(item, float) and not math.isfinite(item):
+            return True
+        elif isinstance(item, dict):
+            pending.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            pending.extend(item)
+    return False
+
+
+def dumps_exact(value: Any) -> bytes:
+    """JSON for ``value`` that reads back equal (see the module docstring).
+
+    orjson's compact UTF-8 when it writes the value exactly; else the stdlib's ASCII
+    form with spaces (the old class's), which keeps big integers, lone surrogates, NaN
+    and infinities. Raises ``TypeError`` or ``ValueError`` for what JSON cannot hold.
+
+    Example::
+
+        >>> dumps_exact({"n": 2**70})
+        b'{"n": 1180591620717411303424}'
+    """
+    try:
+        raw = orjson.dumps(value, default=_json_default, option=_ORJSON_OPTIONS)
+    except (orjson.JSONEncodeError, TypeError):
+        pass  # a big integer or a lone surrogate: the stdlib writes them
+    else:
+        if b"null" not in raw or not _has_non_finite(value):
+            return raw
+    return json.dumps(value, default=_json_default, ensure_ascii=True).encode("ascii")
+
+
+def compress_element(raw: bytes) -> bytes:
+    """``raw`` zlib-compressed when that makes it smaller (see the module docstring)."""
+    if len(raw) >= _COMPRESS_MIN_BYTES:
+        packed = zlib.compress(raw, _COMPRESS_LEVEL)
+        if len(packed) < len(raw):
+            return packed
+    return raw
+
+
 def encode_message(message: BaseMessage, *, compress: bool = False, position: int = 0) -> bytes:
     """Serialise one message into the bytes stored as a list element.
 
@@ -125,27 +193,15 @@ def encode_message(message: BaseMessage, *, compress: bool = False, position: in
             f"message at position {position} is a {type(message).__name__}, "
             "not a langchain_core BaseMessage"
         )
-    payload = message_payload(message)
     try:
-        raw = orjson.dumps(payload, default=_json_default, option=_ORJSON_OPTIONS)
-    except (orjson.JSONEncodeError, TypeError):
-        # orjson refuses lone surrogates and integers beyond 64 bits; the stdlib
-        # json module (what the old class used) escapes or writes them.
-        try:
-            raw = json.dumps(
-                payload, default=_json_default, ensure_ascii=True, separators=(",", ":")
-            ).encode("ascii")
-        except (TypeError, ValueError) as error:
-            raise MessageEncodeError(
-                f"message at position {position} ({message.type}) cannot be serialised "
-                f"to JSON: {error}",
-                position=position,
-            ) from error
-    if compress and len(raw) >= _COMPRESS_MIN_BYTES:
-        packed = zlib.compress(raw, _COMPRESS_LEVEL)
-        if len(packed) < len(raw):
-            return packed
-    return raw
+        raw = dumps_exact(message_payload(message))
+    except (TypeError, ValueError) as error:
+        raise MessageEncodeError(
+            f"message at position {position} ({message.type}) cannot be serialised "
+            f"to JSON: {error}",
+            position=position,
+        ) from error
+    return compress_element(raw) if compress else raw
 
 
 def encode_messages(messages: Sequence[BaseMessage], *, compress: bool = False) -> list[bytes]:
@@ -160,13 +216,50 @@ def encode_messages(messages: Sequence[BaseMessage], *, compress: bool = False) 
     ]
 
 
-def _load_json(raw: bytes | str) -> Any:
+def _may_hold_big_int(raw: bytes | str) -> bool:
+    """True when ``raw`` has a run of 19 digits: maybe an integer orjson reads as a float.
+
+    orjson reads integers within [-2**63, 2**64) exactly; anything outside has 19 digits
+    or more. Digits inside strings also match (then the stdlib reads it, equally exact).
+    """
+    data = raw if isinstance(raw, bytes) else raw.encode("utf-8", "surrogatepass")
+    return data.translate(_DIGITS_AS_ZERO).find(_NINETEEN_ZEROS) > -1
+
+
+def loads_exact(raw: bytes | str) -> Any:
+    """Parse JSON exactly as the stdlib does, with orjson's speed where that is the same.
+
+    The stdlib reads what orjson refuses (NaN, Infinity, escaped lone surrogates: the old
+    class's ``json.dumps`` writes them) and integers beyond 64 bits (orjson reads them as
+    floats). Raises ``ValueError`` for text that is not JSON.
+    """
     try:
-        return orjson.loads(raw)
+        value = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        # The old class wrote with json.dumps, which may escape lone surrogates;
-        # orjson rejects those, the stdlib accepts them.
         return json.loads(raw)
+    if _may_hold_big_int(raw):
+        return json.loads(raw)
+    return value
+
+
+def _load_json(raw: bytes | str) -> Any:
+    if isinstance(raw, bytes) and raw.startswith(_COMPACT_PREFIX):
+        # the compact form is orjson's own output: it holds nothing orjson reads inexactly
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return json.loads(raw)
+    return loads_exact(raw)
+
+
+def element_json(raw: bytes | str) -> bytes | str:
+    """The JSON text of a stored element (decompressed when it is compressed)."""
+    if isinstance(raw, bytes) and raw[:1] == b"x":
+        try:
+            return zlib.decompress(raw)
+        except zlib.error as error:
+            raise ValueError(f"not valid compressed data ({error})") from error
+    return raw
 
 
 def decode_payload(raw: bytes | str) -> dict[str, Any]:
@@ -174,13 +267,9 @@ def decode_payload(raw: bytes | str) -> dict[str, Any]:
 
     Raises ``ValueError`` (or a subclass) when the element is not a stored message.
     """
-    if isinstance(raw, bytes) and raw[:1] == b"x":
-        try:
-            raw = zlib.decompress(raw)
-        except zlib.error as error:
-            raise ValueError(f"not valid compressed data ({error})") from error
+    text = element_json(raw)
     try:
-        payload = _load_json(raw)
+        payload = _load_json(text)
     except (ValueError, UnicodeDecodeError) as error:
         raise ValueError(f"not valid JSON ({error})") from error
     if not isinstance(payload, dict):
@@ -193,9 +282,8 @@ def decode_payload(raw: bytes | str) -> dict[str, Any]:
     return payload
 
 
-def decode_element(raw: bytes | str) -> BaseMessage:
-    """Decode one stored element into a message (``ValueError`` when it is not one)."""
-    payload = decode_payload(raw)
+def message_from_payload(payload: dict[str, Any]) -> BaseMessage:
+    """The message of a ``{"type", "data"}`` dict (``ValueError`` when it is not one)."""
     message = construct_message(payload)
     if message is not None:
         return message
@@ -203,6 +291,11 @@ def decode_element(raw: bytes | str) -> BaseMessage:
         return messages_from_dict([payload])[0]
     except (ValueError, TypeError, KeyError) as error:
         raise ValueError(f"invalid {payload['type']} message ({_first_line(error)})") from error
+
+
+def decode_element(raw: bytes | str) -> BaseMessage:
+    """Decode one stored element into a message (``ValueError`` when it is not one)."""
+    return message_from_payload(decode_payload(raw))
 
 
 def decode_newest_first(

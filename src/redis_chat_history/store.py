@@ -23,13 +23,16 @@ from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
-from redis_chat_history import operations
+from redis_chat_history import operations, transfer
 from redis_chat_history.clients import AsyncClient, SyncClient
 from redis_chat_history.errors import PermissionDeniedError
 from redis_chat_history.execution import amasters, arun, masters, run
 from redis_chat_history.history import RedisChatMessageHistory, make_provider
 from redis_chat_history.retry import RetryPolicy
 from redis_chat_history.settings import DEFAULT_KEY_PREFIX, DEFAULT_URL, Settings
+from redis_chat_history.transfer import ExportResult, TransferResult
+
+__all__ = ["ExportResult", "RedisChatStore", "StoreStats", "TransferResult", "glob_escape"]
 
 _SCAN_COUNT = 1000
 _GLOB_SPECIALS = frozenset("*?[]\\")
@@ -53,15 +56,6 @@ class StoreStats:
     sessions: int
     messages: int
     memory_bytes: int | None
-
-
-@dataclass(frozen=True)
-class TransferResult:
-    """Outcome of an import or a copy."""
-
-    sessions_written: int
-    sessions_skipped: int
-    messages: int
 
 
 class _Tally:
@@ -271,30 +265,35 @@ class RedisChatStore:
             tally.add(sizes)
         return tally.result()
 
-    # -- export, import, copy (transfer.py) ----------------------------------------
+    # -- export, import, copy (transfer.py) ---------------------------------------
+    def _endpoint(self) -> transfer.Endpoint:
+        return transfer.Endpoint(self._provider, self.settings, self.sessions)
+
     def export(
         self,
         file: str | os.PathLike[str] | IO[Any],
         session_ids: Iterable[str] | None = None,
         *,
-        progress: Any = None,
-    ) -> int:
-        """Write sessions (all when None) as JSON Lines; returns the number of messages."""
-        from redis_chat_history.transfer import export_sessions
+        progress: transfer.Progress | None = None,
+    ) -> ExportResult:
+        """Write sessions (all when None) in the export format (see transfer.py).
 
-        return export_sessions(self, file, session_ids, progress=progress)
+        A path is replaced only once the export is complete; each session is one
+        consistent snapshot. With ``skip_corrupt`` corrupt elements are skipped and counted.
+        """
+        return transfer.export_sessions(self._endpoint(), file, session_ids, progress=progress)
 
     def import_(
         self,
         file: str | os.PathLike[str] | IO[Any],
         *,
         overwrite: bool = False,
-        progress: Any = None,
+        progress: transfer.Progress | None = None,
     ) -> TransferResult:
-        """Read a JSON Lines export; non-empty sessions are kept unless ``overwrite``."""
-        from redis_chat_history.transfer import import_sessions
-
-        return import_sessions(self, file, overwrite=overwrite, progress=progress)
+        """Read an export; each session atomically; non-empty ones kept unless ``overwrite``."""
+        return transfer.import_sessions(
+            self._endpoint(), file, overwrite=overwrite, progress=progress
+        )
 
     def copy_to(
         self,
@@ -302,9 +301,13 @@ class RedisChatStore:
         session_ids: Iterable[str] | None = None,
         *,
         overwrite: bool = False,
-        progress: Any = None,
+        progress: transfer.Progress | None = None,
     ) -> TransferResult:
-        """Copy sessions (all when None) to another store, TTLs kept."""
-        from redis_chat_history.transfer import copy_sessions
-
-        return copy_sessions(self, other, session_ids, overwrite=overwrite, progress=progress)
+        """Copy sessions (all when None) to another store, TTLs kept, each atomically."""
+        return transfer.copy_sessions(
+            self._endpoint(),
+            other._endpoint(),
+            session_ids,
+            overwrite=overwrite,
+            progress=progress,
+        )
