@@ -435,6 +435,17 @@ class _Import:
         try:
             record = loads_exact(raw)
         except ValueError as error:
+            ended = raw.endswith(b"\n") if isinstance(raw, bytes) else raw.endswith("\n")
+            if not ended:
+                raise _error(
+                    number,
+                    f"not valid JSON and the file ends in it: the file is cut ({error}); "
+                    + (
+                        f"nothing of session {self.current_id!r} was written"
+                        if self.current
+                        else ""
+                    ),
+                ) from None
             raise _error(number, f"not valid JSON ({error})") from None
         if not isinstance(record, dict):
             raise _error(number, "expected a JSON object")
