@@ -41,6 +41,8 @@ from redis_chat_history.operations import COMMIT, SNAPSHOT_READ, STAGE
 from tests.proxy import ReplyDroppingProxy
 from tests.servers import Cluster, RedisProcess, wait_until
 from tests.test_cli import cli as cli_run
+from tests.test_security import HISTORY_COMMANDS, set_user
+from tests.test_security import PASSWORD as ACL_PASSWORD
 
 ALL_KINDS: list[BaseMessage] = [
     SystemMessage("be brief"),
@@ -760,3 +762,37 @@ def test_cli_import_of_a_bad_or_cut_file_exits_2(redis7: RedisProcess, tmp_path:
     old.write_bytes(b"".join(line for line in whole.splitlines(True) if b'"session_id"' in line))
     done = cli_run("--url", redis7.url, "import", str(old))
     assert done.returncode == 0 and "warning: the file has no export header" in done.stderr
+
+
+# -- what a restricted user needs -------------------------------------------------------------------
+TRANSFER_COMMANDS = "scan rename type copy"
+
+
+@pytest.mark.parametrize("copy_allowed", [True, False])
+def test_a_restricted_user_exports_imports_and_copies(
+    redis7: RedisProcess, tmp_path: Path, copy_allowed: bool
+) -> None:
+    commands = f"{HISTORY_COMMANDS} {TRANSFER_COMMANDS}"
+    admin = redis7.client()
+    try:
+        set_user(admin, commands if copy_allowed else commands.replace(" copy", ""))
+        admin.execute_command("ACL", "LOG", "RESET")
+        url = f"redis://chat:{ACL_PASSWORD}@127.0.0.1:{redis7.port}/0"
+        store = RedisChatStore(url=url)
+        store.history("big").add_messages([HumanMessage(str(i)) for i in range(2500)])
+        store.history("small").add_messages([HumanMessage("x")])
+        store.history("small").expire(600)
+        path = tmp_path / "bk.jsonl"
+        assert store.export(path).messages == 2501
+        store.delete("big", "small")
+        assert store.import_(path).sessions_written == 2
+        assert contents_of(store, "big") == [str(i) for i in range(2500)]
+        assert 590 < (store.history("small").expires_in() or 0) <= 600
+        copied = store.copy_to(RedisChatStore(url=url, key_prefix="message_store:copy:"))
+        assert copied.sessions_written == 2
+        denied = {entry["object"] for entry in admin.acl_log() if entry["username"] == "chat"}
+        assert denied <= ({"info", "client|setinfo"} | (set() if copy_allowed else {"copy"}))
+    finally:
+        admin.execute_command("ACL", "DELUSER", "chat")
+        admin.execute_command("ACL", "LOG", "RESET")
+        admin.close()
