@@ -796,3 +796,31 @@ def test_a_restricted_user_exports_imports_and_copies(
         admin.execute_command("ACL", "DELUSER", "chat")
         admin.execute_command("ACL", "LOG", "RESET")
         admin.close()
+
+
+def test_a_failed_export_or_copy_leaves_no_snapshot_or_staging_list(
+    redis7: RedisProcess, tmp_path: Path
+) -> None:
+    store = RedisChatStore(url=redis7.url)
+    store.history("big").add_messages([HumanMessage(str(i)) for i in range(1500)])
+    corrupt(redis7, "message_store:big")  # the newest, read in the second window
+    store.history("big").add_messages([HumanMessage("last")])
+    target = RedisChatStore(url=redis7.url, key_prefix="copy:")
+    client = redis7.client()
+    try:
+        with pytest.raises(CorruptHistoryError, match="message 1500 from the oldest"):
+            store.export(tmp_path / "bk.jsonl")
+        assert staging_lists(client) == []
+        with pytest.raises(CorruptHistoryError):
+            store.copy_to(target)
+        assert staging_lists(client) == [] and list(target.sessions()) == []
+
+        def stop(sessions: int, messages: int) -> None:
+            raise KeyboardInterrupt
+
+        lenient = RedisChatStore(url=redis7.url, skip_corrupt=True)
+        with pytest.raises(KeyboardInterrupt):
+            lenient.copy_to(target, progress=stop)  # stopped after its first window
+        assert staging_lists(client) == [] and list(target.sessions()) == []
+    finally:
+        client.close()

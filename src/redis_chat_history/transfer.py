@@ -56,7 +56,7 @@ import logging
 import math
 import os
 import stat
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -153,7 +153,7 @@ class _SessionReader:
     def expire_ms(self) -> int:
         return self.snapshot.expire_ms
 
-    def _raw_windows(self) -> Iterator[list[bytes]]:
+    def _raw_windows(self) -> Generator[list[bytes]]:
         snapshot = self.snapshot
         if not snapshot.copied:
             for start in range(0, len(snapshot.elements), WINDOW):
@@ -173,12 +173,19 @@ class _SessionReader:
             with contextlib.suppress(ChatHistoryError):  # it expires by itself anyway
                 run(self.side.provider, operations.drop_snapshot_plan(self.key, self.run_id))
 
-    def windows(self) -> Iterator[list[tuple[bytes, bytes | str, dict[str, Any]]]]:
+    def windows(self) -> Generator[list[tuple[bytes, bytes | str, dict[str, Any]]]]:
         """Windows of (stored element, its JSON, its payload), corrupt ones checked."""
-        position = 0
         length = self.snapshot.length
         skip = self.side.settings.skip_corrupt
-        for raw_window in self._raw_windows():
+        # closing: the snapshot key is deleted however the caller stops reading
+        with contextlib.closing(self._raw_windows()) as raw_windows:
+            yield from self._checked(raw_windows, length, skip)
+
+    def _checked(
+        self, raw_windows: Iterator[list[bytes]], length: int, skip: bool
+    ) -> Iterator[list[tuple[bytes, bytes | str, dict[str, Any]]]]:
+        position = 0
+        for raw_window in raw_windows:
             checked = []
             for raw in raw_window:
                 try:
@@ -290,22 +297,23 @@ def export_sessions(
             reader = _SessionReader(side, key, run_id)
             expires_in = reader.expire_ms / 1000 if reader.expire_ms else None
             position = 0
-            for window in reader.windows():
-                lines = []
-                for _raw, text, payload in window:
-                    lines.append(
-                        _message_line(
-                            session_id,
-                            position,
-                            expires_in if position == 0 else None,
-                            text,
-                            payload,
+            with contextlib.closing(reader.windows()) as windows:
+                for window in windows:
+                    lines = []
+                    for _raw, text, payload in window:
+                        lines.append(
+                            _message_line(
+                                session_id,
+                                position,
+                                expires_in if position == 0 else None,
+                                text,
+                                payload,
+                            )
                         )
-                    )
-                    position += 1
-                write(b"".join(lines))
-                messages += len(window)
-                report(sessions, messages)
+                        position += 1
+                    write(b"".join(lines))
+                    messages += len(window)
+                    report(sessions, messages)
             corrupt += reader.corrupt_skipped
             if position:
                 write(_record({"session_end": session_id, "messages": position}))
@@ -662,11 +670,12 @@ def copy_sessions(
             continue
         reader = _SessionReader(source, source.settings.key(session_id), run_id)
         try:
-            for window in reader.windows():
-                for raw, _text, _payload in window:
-                    staged.add(raw)
-                messages += len(window)
-                report(written + skipped, messages)
+            with contextlib.closing(reader.windows()) as windows:
+                for window in windows:
+                    for raw, _text, _payload in window:
+                        staged.add(raw)
+                    messages += len(window)
+                    report(written + skipped, messages)
             corrupt += reader.corrupt_skipped
             if staged.count == 0:
                 continue  # the session vanished (expired or deleted), or held nothing valid
