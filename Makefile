@@ -7,6 +7,9 @@ PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3.10 python3; 
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# langchainjs's @langchain/redis, for tests/test_langchainjs.py (pinned in its package-lock.json)
+JS := tests/js
+JS_STAMP := $(JS)/node_modules/.installed
 
 .PHONY: setup demo test lint bench clean
 
@@ -19,6 +22,12 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# Without npm the rest of the suite still runs; tests/test_langchainjs.py then fails and says why.
+$(JS_STAMP): $(JS)/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		npm ci --prefix $(JS) --loglevel=error --no-audit --no-fund >/dev/null && touch $(JS_STAMP); \
+	else echo "npm not found: tests/test_langchainjs.py will fail (it needs Node >= 20 and npm)" >&2; fi
+
 demo: setup
 	$(BIN)/redis-chat-history demo
 
@@ -27,11 +36,11 @@ lint: setup
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
 
-test: setup lint
+test: setup lint $(JS_STAMP)
 	$(BIN)/pytest -q
 
 bench: setup
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(JS)/node_modules
