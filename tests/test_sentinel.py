@@ -6,7 +6,6 @@ Also ``wait_for_replicas``: a write returns only after replicas acknowledged it.
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 from langchain_core.messages import HumanMessage
@@ -96,7 +95,7 @@ def test_failover_during_writes_histories_follow_the_new_master(
         history.clear()
     old_master = sentinel_group.master_address()
     with WriteStream(histories, pause_after_error=0.02) as stream:
-        time.sleep(0.3)
+        wait_until(lambda: len(stream.acknowledged) >= 20, 30, "writes before the failover")
         sentinel = sentinel_group._sentinel_client(sentinel_group.sentinel_ports[0])
         try:
             sentinel.execute_command("SENTINEL", "FAILOVER", sentinel_group.service)

@@ -20,10 +20,12 @@ GLOB_IDS = ["a*", "a?", "[x]", "a\\b", "a[bc]d", "*", "?"]
 SIBLINGS = ["ab", "abc", "x", "a\\\\b", "abd", "acd", "a", "b"]
 
 
-@pytest.fixture(params=["standalone", "cluster"])
+@pytest.fixture(params=["standalone", "valkey", "cluster"])
 def url(request: pytest.FixtureRequest) -> str:
     if request.param == "standalone":
         return str(request.getfixturevalue("redis7").url)
+    if request.param == "valkey":
+        return str(request.getfixturevalue("valkey").url)
     return str(request.getfixturevalue("cluster_url"))
 
 

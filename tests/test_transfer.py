@@ -69,10 +69,12 @@ ALL_KINDS: list[BaseMessage] = [
 ]
 
 
-@pytest.fixture(params=["standalone", "cluster"])
+@pytest.fixture(params=["standalone", "valkey", "cluster"])
 def url(request: pytest.FixtureRequest) -> str:
     if request.param == "standalone":
         return str(request.getfixturevalue("redis7").url)
+    if request.param == "valkey":
+        return str(request.getfixturevalue("valkey").url)
     return str(request.getfixturevalue("cluster_url"))
 
 
