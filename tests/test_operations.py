@@ -265,6 +265,9 @@ def test_a_client_race_before_sending_is_a_connection_failure() -> None:
     call = call_of(read_plan(KEY))  # type: ignore[arg-type]
     race = AttributeError("'NoneType' object has no attribute 'writelines'")
     assert not call.failed(race, sent=False).done
+    assert not call.failed(race, sent=False).done
+    with pytest.raises(RedisUnavailableError, match="cannot reach Redis at .*writelines"):
+        call.failed(race, sent=False)  # the policy's 2 attempts are spent
 
 
 def test_a_full_pool_fails_at_once_naming_its_size() -> None:

@@ -264,6 +264,14 @@ class _Call(Generic[T]):
         # The failed connection is closed already (a Sentinel connection asks for the master
         # again when it reconnects); a Cluster re-reads its slots, the node may have failed over.
         self.reconnect = self.provider.is_cluster
+        if self.failures >= self.provider.policy.attempts:
+            raised = translate(error, self.provider, self.plan.key)
+            if isinstance(raised, CommandError):  # e.g. redis-py's AttributeError on connect
+                raised = RedisUnavailableError(
+                    f"cannot reach Redis at {self.provider.address}: "
+                    f"{self.provider.redact(str(error))}"
+                )
+            raise raised from error
         return _Step(False, delay=self._retry_delay(error))
 
     def replied(self, replies: list[Any]) -> _Step:
