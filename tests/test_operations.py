@@ -266,7 +266,7 @@ def test_a_client_race_before_sending_is_a_connection_failure() -> None:
     race = AttributeError("'NoneType' object has no attribute 'writelines'")
     assert not call.failed(race, sent=False).done
     assert not call.failed(race, sent=False).done
-    with pytest.raises(RedisUnavailableError, match="cannot reach Redis at .*writelines"):
+    with pytest.raises(RedisUnavailableError, match=r"cannot reach Redis at .*writelines"):
         call.failed(race, sent=False)  # the policy's 2 attempts are spent
 
 
