@@ -74,3 +74,10 @@ def test_installed_version_is_in_the_declared_range(requirement: Requirement) ->
     assert requirement.specifier.contains(installed, prereleases=True), installed
     if os.environ.get("RCH_DEPENDENCIES") == "lowest":
         assert installed == floor(requirement), f"the lowest set runs {installed}"
+
+
+def test_redis_py_parses_with_hiredis() -> None:
+    """redis-py ignores a hiredis older than it supports (6.2 wants 3.2): the floor is that."""
+    import redis.utils
+
+    assert redis.utils.HIREDIS_AVAILABLE, metadata.version("hiredis")
