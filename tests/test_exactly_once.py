@@ -182,7 +182,7 @@ def test_resend_held_for_the_longest_delay_the_policy_allows_is_recognised(
     try:
         scripts_run = _script_calls(admin)
         proxy.release()  # the held re-send reaches the server now
-        wait_until(lambda: _script_calls(admin) > scripts_run, 10, "the late re-send to run")
+        wait_until(lambda: _script_calls(admin) > scripts_run, 60, "the late re-send to run")
     finally:
         admin.close()
     assert contents(direct).count("late") == 1

@@ -312,3 +312,14 @@ def test_batch_plan_sends_reads_together_and_splits_replies() -> None:
         batch_plan([delete_plan(KEY)])
     with pytest.raises(InvalidArgumentError, match="at least one"):
         batch_plan([])
+
+
+def test_a_cluster_map_still_settling_is_waited_for_under_the_policy() -> None:
+    call = call_of(read_plan(KEY), attempts=2)  # type: ignore[arg-type]
+    moved = redis_errors.MovedError("1 127.0.0.1:7001")
+    steps = [call.replied([moved]) for _ in range(4)]  # redirects: sent again at once
+    assert all(not step.done and step.delay == 0 for step in steps)
+    assert not call.replied([moved]).done  # then per the policy, with backoff
+    assert not call.replied([moved]).done
+    with pytest.raises(RedisUnavailableError, match="cannot serve"):
+        call.replied([moved])

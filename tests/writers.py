@@ -33,8 +33,16 @@ class WriteStream:
         self.acknowledged: list[str] = []
         self.failed: list[str] = []
         self.errors: list[Exception] = []
+        #: An error of another kind, which ends the stream and fails the test at its end.
+        self.unexpected: BaseException | None = None
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run)
+        self._thread = threading.Thread(target=self._guarded)
+
+    def _guarded(self) -> None:
+        try:
+            self._run()
+        except BaseException as error:
+            self.unexpected = error
 
     def _run(self) -> None:
         i = 0
@@ -61,6 +69,8 @@ class WriteStream:
     ) -> None:
         self._stop.set()
         self._thread.join()
+        if self.unexpected is not None and error is None:
+            raise AssertionError(f"the write stream died: {self.unexpected!r}") from self.unexpected
 
     def stored(self) -> list[str]:
         return [str(m.content) for history in self.histories for m in history.messages]

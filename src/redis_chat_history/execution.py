@@ -96,7 +96,9 @@ def translate(error: BaseException, provider: ClientProvider, key: str) -> ChatH
             "(nothing was changed)",
             key=key,
         )
-    if isinstance(error, _BUSY_ERRORS) or _is_stale_master(error):
+    if isinstance(
+        error, (*_BUSY_ERRORS, redis_errors.MovedError, redis_errors.AskError)
+    ) or _is_stale_master(error):
         return RedisUnavailableError(f"Redis at {where} cannot serve {key!r} now: {text}")
     if isinstance(error, (*REDIS_ERRORS, ConnectionError, TimeoutError, OSError)) and not (
         isinstance(error, redis_errors.ResponseError)
@@ -237,9 +239,12 @@ class _Call(Generic[T]):
 
     def _redirect(self, error: BaseException) -> float:
         self.redirects += 1
-        if self.redirects > _REDIRECTS:
-            raise translate(error, self.provider, self.plan.key) from error
-        return 0.0
+        if self.redirects <= _REDIRECTS:
+            return 0.0
+        if isinstance(error, (redis_errors.MovedError, redis_errors.AskError)):
+            # the Cluster's map is still settling (a failover, a reshard): wait, per the policy
+            return self._retry_delay(error)
+        raise translate(error, self.provider, self.plan.key) from error
 
     def failed(self, error: BaseException, sent: bool) -> _Step:
         """The exchange raised (nothing or not all was read): send again, or raise."""
