@@ -1,6 +1,6 @@
 """Plans and the decisions of a call, checked without a server (no redis-server needed).
 
-What each operation sends and how it reads the reply (operations.py), how a writer token
+What each operation sends and how it reads the reply (the operations package), how a writer token
 is filled in (writers.py), and what a reply or a failure makes a call do next
 (execution._Call): all of it is plain data and functions.
 """

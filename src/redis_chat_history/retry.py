@@ -97,7 +97,7 @@ class RetryPolicy:
         """An upper bound of the time between a call's first send and its last re-send.
 
         The server remembers a write's token at least this long after applying it, so a
-        re-send that arrives late is still recognised (see operations.py, writer tokens).
+        re-send that arrives late is still recognised (see operations/history.py, writer tokens).
         A policy without a socket timeout has no bound: ten minutes are used.
         """
         if self.socket_timeout is None:

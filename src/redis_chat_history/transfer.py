@@ -35,7 +35,7 @@ Every step is safe to interrupt and to run concurrently:
   thereby serialized by Redis at their commits: with ``overwrite=False`` the first
   commit writes and the others keep it; with ``overwrite=True`` the last commit's copy
   stays. The session is always exactly one whole copy, never a mix, a double or empty.
-* Each step may be re-sent after a lost reply (see operations.py, transfer section).
+* Each step may be re-sent after a lost reply (see operations/transfer.py).
 
 Memory stays constant however long a history is (windows of 1,000 messages).
 ``skip_corrupt=True`` on the source store skips stored elements that are not messages

@@ -1,0 +1,141 @@
+"""What each operation sends to Redis and how its reply is read, without any I/O.
+
+Every operation is a :class:`Plan`: the commands to send together (one round trip,
+on one connection), the key that routes them (its Cluster slot), and a function that
+turns the replies into the result. :mod:`redis_chat_history.execution` runs a plan
+with a sync or an asyncio client; the plans themselves are tested without a server.
+
+- :mod:`.plans`: the shape (Plan, Command, Script, WRITER) and argument checks;
+- :mod:`.history`: one history's reads and writes (Lua scripts with writer tokens) and
+  the store's listing;
+- :mod:`.transfer`: export, import and copy (staging lists, commits, snapshots);
+- :mod:`.turns`: turn-aligned windows (``get_messages(whole_turns=True)``, agent memory).
+
+Example::
+
+    >>> plan = read_plan("message_store:s1", limit=20)
+    >>> plan.commands[0].args
+    ('LRANGE', 'message_store:s1', 0, 19)
+"""
+
+from redis_chat_history.operations.history import (
+    APPEND,
+    DELETE,
+    DELETE_LAST,
+    EXPIRE,
+    REPLACE,
+    append_plan,
+    count_plan,
+    delete_last_plan,
+    delete_plan,
+    expire_plan,
+    expires_in_plan,
+    oldest_window_plan,
+    persist_plan,
+    pttl_plan,
+    read_plan,
+    replace_plan,
+    scan_plan,
+    size_plan,
+    type_plan,
+    writers_key,
+)
+from redis_chat_history.operations.plans import (
+    MAX_EXPIRE_SECONDS,
+    MAX_MESSAGES,
+    PUSH_CHUNK,
+    WRITER,
+    Command,
+    Plan,
+    Script,
+    batch_plan,
+    check_batch,
+    check_int,
+    check_key,
+    check_optional,
+    single_reply,
+)
+from redis_chat_history.operations.transfer import (
+    COMMIT,
+    MAX_EXPIRE_MS,
+    SNAPSHOT_READ,
+    SNAPSHOT_TTL_MS,
+    STAGE,
+    STAGING_TTL_MS,
+    Snapshot,
+    check_expire_ms,
+    commit_stage_plan,
+    discard_stage_plan,
+    drop_snapshot_plan,
+    snapshot_key,
+    snapshot_plan,
+    snapshot_window_plan,
+    stage_plan,
+    staging_key,
+)
+from redis_chat_history.operations.turns import (
+    TURN_CHUNK,
+    TURN_WINDOW,
+    TurnWindow,
+    from_first_turn,
+    turn_window_plan,
+)
+from redis_chat_history.slots import is_companion_key
+
+__all__ = [
+    "APPEND",
+    "COMMIT",
+    "DELETE",
+    "DELETE_LAST",
+    "EXPIRE",
+    "MAX_EXPIRE_MS",
+    "MAX_EXPIRE_SECONDS",
+    "MAX_MESSAGES",
+    "PUSH_CHUNK",
+    "REPLACE",
+    "SNAPSHOT_READ",
+    "SNAPSHOT_TTL_MS",
+    "STAGE",
+    "STAGING_TTL_MS",
+    "TURN_CHUNK",
+    "TURN_WINDOW",
+    "WRITER",
+    "Command",
+    "Plan",
+    "Script",
+    "Snapshot",
+    "TurnWindow",
+    "append_plan",
+    "batch_plan",
+    "check_batch",
+    "check_expire_ms",
+    "check_int",
+    "check_key",
+    "check_optional",
+    "commit_stage_plan",
+    "count_plan",
+    "delete_last_plan",
+    "delete_plan",
+    "discard_stage_plan",
+    "drop_snapshot_plan",
+    "expire_plan",
+    "expires_in_plan",
+    "from_first_turn",
+    "is_companion_key",
+    "oldest_window_plan",
+    "persist_plan",
+    "pttl_plan",
+    "read_plan",
+    "replace_plan",
+    "scan_plan",
+    "single_reply",
+    "size_plan",
+    "snapshot_key",
+    "snapshot_plan",
+    "snapshot_window_plan",
+    "stage_plan",
+    "staging_key",
+    "turn_window_plan",
+    "type_plan",
+    "writers_key",
+]

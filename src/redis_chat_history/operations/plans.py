@@ -1,0 +1,176 @@
+"""The shape of every operation: a :class:`Plan` of :class:`Command` s, and argument checks.
+
+A plan is plain data: the commands of one round trip (pipelined on one connection), the
+key that routes them, and how to read the replies. :mod:`redis_chat_history.execution`
+sends it; ``tests/test_operations.py`` checks plans without a server.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from redis_chat_history.errors import (
+    InvalidArgumentError,
+    InvalidArgumentTypeError,
+)
+
+T = TypeVar("T")
+
+#: The largest expiry accepted, in seconds (about 317 years): every Redis version
+#: computes ``now + seconds * 1000`` in a signed 64-bit integer without overflowing.
+MAX_EXPIRE_SECONDS = 10**10
+#: The largest ``max_messages`` (integers above 2**53 are not exact in Lua).
+MAX_MESSAGES = 2**53
+#: LPUSH at most this many values per call inside scripts (Lua's unpack has a stack limit).
+PUSH_CHUNK = 1000
+
+
+@dataclass(frozen=True, eq=False)
+class Script:
+    """A Lua script, sent as EVALSHA and, when the server lacks it, as EVAL.
+
+    Not redis-py's ``Script``: ours is pipelined with WAIT on one connection and sent by
+    execution.py's own path (redis-py 8's execute_command wrapper cost ~14 µs a call).
+    """
+
+    name: str
+    source: str
+
+    @functools.cached_property
+    def sha(self) -> str:
+        return hashlib.sha1(self.source.encode()).hexdigest()
+
+
+class _WriterToken:
+    """Placeholder in a script's arguments for the writer token (three arguments)."""
+
+    def __repr__(self) -> str:
+        return "WRITER"
+
+
+#: Stands for ``writer id, sequence number, window seconds`` in a script call's arguments;
+#: :mod:`redis_chat_history.execution` fills them in (see :mod:`redis_chat_history.writers`).
+WRITER = _WriterToken()
+
+
+@dataclass(slots=True)
+class Command:
+    """One Redis command: plain arguments, or a script call with keys and arguments.
+
+    Treat it as immutable (it is not frozen: building one is on every call's path).
+    """
+
+    args: tuple[Any, ...]
+    script: Script | None = None
+    #: Index in ``args`` of :data:`WRITER`, when the command carries a writer token.
+    writer_at: int | None = None
+
+    @classmethod
+    def call(cls, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Command:
+        full = ("EVALSHA", script.sha, len(keys), *keys, *args)
+        # WRITER, when a script takes one, is its first argument (ARGV[1..3] once filled in)
+        writer_at = 3 + len(keys) if args and args[0] is WRITER else None
+        return cls(full, script, writer_at)
+
+    def as_eval(self) -> tuple[Any, ...]:
+        """The same call with the script's source (after a NOSCRIPT reply)."""
+        assert self.script is not None
+        return ("EVAL", self.script.source, *self.args[2:])
+
+
+@dataclass(slots=True)
+class Plan(Generic[T]):
+    """One operation: commands sent together, the key routing them, how to read the replies.
+
+    ``parse`` receives one reply per command (error replies are raised before).
+    ``idempotent`` plans may be re-sent after their request may have reached the
+    server (reads, and writes carrying a writer token); the others are re-sent only
+    when their request never left the process. Treat a plan as immutable.
+    """
+
+    commands: tuple[Command, ...]
+    key: str
+    parse: Callable[[list[Any]], T]
+    #: True when the commands change data (so ``wait_for_replicas`` applies).
+    writes: bool = False
+    idempotent: bool = True
+    #: Builds the old class's commands for the same change, for users who may not run
+    #: scripts (built only then: most calls never need it).
+    plain: Callable[[], Plan[T]] | None = None
+
+    @property
+    def has_writer(self) -> bool:
+        return any(command.writer_at is not None for command in self.commands)
+
+
+def single_reply(parse: Callable[[Any], T]) -> Callable[[list[Any]], T]:
+    def parse_first(replies: list[Any]) -> T:
+        return parse(replies[0])
+
+    return parse_first
+
+
+def _ignore(replies: list[Any]) -> None:
+    return None
+
+
+# ---------------------------------------------------------------------------
+# Argument checks: a plan never sends something its caller did not mean.
+
+
+def check_int(name: str, value: Any, *, minimum: int, maximum: int | None = None) -> int:
+    """``value`` as an int in ``[minimum, maximum]``; the error names ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidArgumentTypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise InvalidArgumentError(f"{name} must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise InvalidArgumentError(f"{name} must be <= {maximum}, got {value}")
+    return value
+
+
+def check_optional(name: str, value: int | None, *, maximum: int) -> int:
+    """0 for None (the scripts' 'not set'), else an int in ``[1, maximum]``."""
+    if value is None:
+        return 0
+    return check_int(name, value, minimum=0 if name == "ttl" else 1, maximum=maximum)
+
+
+def check_batch(encoded: Sequence[bytes], *, allow_empty: bool = False) -> None:
+    if isinstance(encoded, (bytes, str)) or not isinstance(encoded, Sequence):
+        raise InvalidArgumentTypeError("encoded messages must be a sequence of bytes")
+    if not encoded and not allow_empty:
+        raise InvalidArgumentError("a write needs at least one message")
+
+
+def check_key(key: Any) -> str:
+    if not isinstance(key, str) or not key:
+        raise InvalidArgumentError(f"a history key must be a non-empty str, got {key!r}")
+    return key
+
+
+def batch_plan(plans: Sequence[Plan[T]]) -> Plan[list[T]]:
+    """Several reads in one round trip (pipelined on one connection); results in order.
+
+    The reads must share a node (one server, or keys a Cluster SCAN found on one master).
+    """
+    if not plans:
+        raise InvalidArgumentError("a batch needs at least one plan")
+    if any(plan.writes for plan in plans):
+        raise InvalidArgumentError("only reads are batched (a write has its own writer token)")
+    sizes = [len(plan.commands) for plan in plans]
+
+    def parse(replies: list[Any]) -> list[T]:
+        results: list[T] = []
+        at = 0
+        for plan, size in zip(plans, sizes, strict=True):
+            results.append(plan.parse(replies[at : at + size]))
+            at += size
+        return results
+
+    commands = tuple(command for plan in plans for command in plan.commands)
+    return Plan(commands, plans[0].key, parse)
