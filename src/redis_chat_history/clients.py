@@ -1,9 +1,11 @@
 """How a parsed url becomes a redis-py client: standalone, unix socket, TLS, Sentinel, Cluster.
 
-Building a client does no network I/O. Every client is built with redis-py's own retry
-switched off: :mod:`redis_chat_history.execution` applies the package's
+Building a client does no network I/O (but a sync Cluster client reads its slots when
+built). Every client is built with redis-py's own retry switched off: the call machine
+(:mod:`redis_chat_history.call`) applies the package's
 :class:`~redis_chat_history.retry.RetryPolicy` to every call, sync and async alike, so
-nothing is retried twice over.
+nothing is retried twice over. One builder serves both: :data:`SYNC` and :data:`ASYNC`
+name the redis-py classes of each side.
 
 Example::
 
@@ -12,6 +14,7 @@ Example::
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, cast
 
 import redis
@@ -25,18 +28,58 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from redis_chat_history.retry import RetryPolicy
+from redis_chat_history.transport import (
+    AsyncClient,
+    SyncClient,
+    blocking_pool_kwargs,
+    client_address,
+)
 from redis_chat_history.urls import DEFAULT_PORT, ConnectionSpec, Mode
 
-SyncClient = redis.Redis | redis.cluster.RedisCluster
-AsyncClient = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
+__all__ = [
+    "ASYNC",
+    "DEFAULT_MAX_CONNECTIONS",
+    "SYNC",
+    "AsyncClient",
+    "SyncClient",
+    "build_async_client",
+    "build_sync_client",
+    "describe_client",
+    "pool_size",
+]
 
 #: Connections per pool unless the url says ``max_connections``; more callers wait their turn.
 DEFAULT_MAX_CONNECTIONS = 64
 
 
-def _no_retry(kind: Any) -> Any:
-    """redis-py's retry switched off: execution.py applies the RetryPolicy to every call."""
-    return kind(NoBackoff(), 0)
+@dataclass(frozen=True)
+class Classes:
+    """The redis-py classes one side (sync or asyncio) builds its clients from."""
+
+    redis: Any
+    cluster: Any
+    cluster_node: Any
+    sentinel: Any
+    blocking_pool: Any
+    retry: Any
+
+
+SYNC = Classes(
+    redis.Redis,
+    redis.cluster.RedisCluster,
+    redis.cluster.ClusterNode,
+    redis.sentinel.Sentinel,
+    redis.BlockingConnectionPool,
+    Retry,
+)
+ASYNC = Classes(
+    redis.asyncio.Redis,
+    redis.asyncio.cluster.RedisCluster,
+    redis.asyncio.cluster.ClusterNode,
+    redis.asyncio.sentinel.Sentinel,
+    redis.asyncio.BlockingConnectionPool,
+    redis.asyncio.retry.Retry,
+)
 
 
 def _connection_kwargs(spec: ConnectionSpec, policy: RetryPolicy) -> dict[str, Any]:
@@ -44,6 +87,7 @@ def _connection_kwargs(spec: ConnectionSpec, policy: RetryPolicy) -> dict[str, A
     options = dict(spec.options)
     options.pop("sentinel_username", None)
     options.pop("sentinel_password", None)
+    options.pop("max_connections", None)  # see pool_size: each mode passes it its own way
     kwargs: dict[str, Any] = {
         "username": spec.username,
         "password": spec.password,
@@ -66,7 +110,6 @@ def _sentinel_kwargs(spec: ConnectionSpec, policy: RetryPolicy, retry: Any) -> d
     kwargs["retry"] = retry
     kwargs.pop("db", None)
     kwargs.pop("client_name", None)
-    kwargs.pop("max_connections", None)
     if "sentinel_username" in options or "sentinel_password" in options:
         kwargs["username"] = options.get("sentinel_username")
         kwargs["password"] = options.get("sentinel_password")
@@ -78,88 +121,46 @@ def pool_size(spec: ConnectionSpec) -> int:
     return int(dict(spec.options).get("max_connections") or DEFAULT_MAX_CONNECTIONS)
 
 
-def _blocking_pool_kwargs(pool: Any, spec: ConnectionSpec, policy: RetryPolicy) -> dict[str, Any]:
-    """The same connections in a pool that makes callers wait for a free connection.
+def build_client(classes: Classes, spec: ConnectionSpec, policy: RetryPolicy, mode: Mode) -> Any:
+    """Create (without connecting) the client of ``classes`` for ``spec`` in ``mode``.
 
-    redis-py's default pool raises "Too many connections" past its cap (1,000
-    concurrent async requests hit it); a blocking pool queues them instead, for at
-    most ``policy.pool_timeout`` seconds.
+    Standalone clients get a blocking pool: redis-py's default pool raises "Too many
+    connections" past its cap, a blocking pool makes callers wait at most
+    ``policy.pool_timeout`` seconds. Sentinel and Cluster pools refuse at once when full;
+    the call machine then waits for a free connection for as long (see call.py).
     """
-    kwargs = dict(pool.connection_kwargs)
-    kwargs.pop("max_connections", None)
-    return {
-        "connection_class": pool.connection_class,
-        "max_connections": pool_size(spec),
-        "timeout": policy.pool_timeout,
-        **kwargs,
-    }
+    kwargs = _connection_kwargs(spec, policy)
+    retry = classes.retry(NoBackoff(), 0)  # the RetryPolicy applies, not redis-py's
+    size = pool_size(spec)
+    if mode == "sentinel":
+        sentinel = classes.sentinel(
+            list(spec.hosts), sentinel_kwargs=_sentinel_kwargs(spec, policy, retry), **kwargs
+        )
+        return sentinel.master_for(spec.service_name, db=spec.db, retry=retry, max_connections=size)
+    if mode == "cluster":
+        nodes = [classes.cluster_node(host, port) for host, port in spec.hosts]
+        return classes.cluster(startup_nodes=nodes, retry=retry, max_connections=size, **kwargs)
+    if spec.unix_socket_path:
+        client = classes.redis(
+            unix_socket_path=spec.unix_socket_path, db=spec.db, retry=retry, **kwargs
+        )
+    else:
+        host, port = spec.hosts[0] if spec.hosts else ("localhost", DEFAULT_PORT)
+        client = classes.redis(host=host, port=port, db=spec.db, retry=retry, **kwargs)
+    pool = blocking_pool_kwargs(client.connection_pool, size, policy.pool_timeout)
+    return classes.redis.from_pool(classes.blocking_pool(**pool))
 
 
 def build_sync_client(spec: ConnectionSpec, policy: RetryPolicy, mode: Mode) -> SyncClient:
-    """Create (without connecting) the sync client for ``spec`` in ``mode``."""
-    kwargs = _connection_kwargs(spec, policy)
-    retry = _no_retry(Retry)
-    if mode == "sentinel":
-        kwargs.pop("max_connections", None)
-        sentinel = redis.sentinel.Sentinel(
-            list(spec.hosts), sentinel_kwargs=_sentinel_kwargs(spec, policy, retry), **kwargs
-        )
-        return cast(redis.Redis, sentinel.master_for(spec.service_name, db=spec.db, retry=retry))
-    if mode == "cluster":
-        kwargs.pop("max_connections", None)
-        nodes = [redis.cluster.ClusterNode(host, port) for host, port in spec.hosts]
-        return redis.cluster.RedisCluster(startup_nodes=nodes, retry=retry, **kwargs)
-    if spec.unix_socket_path:
-        client = redis.Redis(
-            unix_socket_path=spec.unix_socket_path, db=spec.db, retry=retry, **kwargs
-        )
-    else:
-        host, port = spec.hosts[0] if spec.hosts else ("localhost", DEFAULT_PORT)
-        client = redis.Redis(host=host, port=port, db=spec.db, retry=retry, **kwargs)
-    return redis.Redis.from_pool(
-        redis.BlockingConnectionPool(**_blocking_pool_kwargs(client.connection_pool, spec, policy))
-    )
+    """The sync client for ``spec`` in ``mode`` (see :func:`build_client`)."""
+    return cast(SyncClient, build_client(SYNC, spec, policy, mode))
 
 
 def build_async_client(spec: ConnectionSpec, policy: RetryPolicy, mode: Mode) -> AsyncClient:
-    """Create (without connecting) the asyncio client for ``spec`` in ``mode``."""
-    kwargs = _connection_kwargs(spec, policy)
-    retry = _no_retry(redis.asyncio.retry.Retry)
-    if mode == "sentinel":
-        kwargs.pop("max_connections", None)
-        sentinel = redis.asyncio.sentinel.Sentinel(
-            list(spec.hosts), sentinel_kwargs=_sentinel_kwargs(spec, policy, retry), **kwargs
-        )
-        return cast(
-            redis.asyncio.Redis, sentinel.master_for(spec.service_name, db=spec.db, retry=retry)
-        )
-    if mode == "cluster":
-        kwargs.pop("max_connections", None)
-        nodes = [redis.asyncio.cluster.ClusterNode(host, port) for host, port in spec.hosts]
-        return redis.asyncio.cluster.RedisCluster(startup_nodes=nodes, retry=retry, **kwargs)
-    if spec.unix_socket_path:
-        client = redis.asyncio.Redis(
-            unix_socket_path=spec.unix_socket_path, db=spec.db, retry=retry, **kwargs
-        )
-    else:
-        host, port = spec.hosts[0] if spec.hosts else ("localhost", DEFAULT_PORT)
-        client = redis.asyncio.Redis(host=host, port=port, db=spec.db, retry=retry, **kwargs)
-    return redis.asyncio.Redis.from_pool(
-        redis.asyncio.BlockingConnectionPool(
-            **_blocking_pool_kwargs(client.connection_pool, spec, policy)
-        )
-    )
+    """The asyncio client for ``spec`` in ``mode`` (see :func:`build_client`)."""
+    return cast(AsyncClient, build_client(ASYNC, spec, policy, mode))
 
 
 def describe_client(client: Any) -> str:
     """host:port of a user-provided client, without credentials."""
-    try:
-        if isinstance(client, (redis.cluster.RedisCluster, redis.asyncio.cluster.RedisCluster)):
-            nodes = client.get_nodes()
-            return ",".join(f"{node.host}:{node.port}" for node in nodes[:3]) or "redis cluster"
-        kwargs = client.connection_pool.connection_kwargs
-        if "path" in kwargs:
-            return f"unix://{kwargs['path']}"
-        return f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', DEFAULT_PORT)}"
-    except Exception:
-        return type(client).__name__
+    return client_address(client)

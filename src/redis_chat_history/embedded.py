@@ -32,9 +32,12 @@ import time
 from pathlib import Path
 from typing import IO
 
-import redis
-
-from redis_chat_history.errors import EmbeddedServerError
+from redis_chat_history.errors import ChatHistoryError, EmbeddedServerError
+from redis_chat_history.execution import run
+from redis_chat_history.operations import Command, Plan
+from redis_chat_history.provider import ClientProvider
+from redis_chat_history.retry import RetryPolicy
+from redis_chat_history.urls import parse_url
 
 DEFAULT_DATA_DIR = ".redis-chat-history"
 _SOCKET_NAME = "redis.sock"
@@ -73,15 +76,21 @@ def socket_path(data_dir: Path) -> Path:
 
 
 def _ping(path: Path) -> bool:
+    """True when a server answers PING on the socket ``path`` (one try, short timeouts)."""
     if not path.exists():
         return False
-    client = redis.Redis(unix_socket_path=str(path), socket_connect_timeout=0.5, socket_timeout=2)
+    policy = RetryPolicy(attempts=0, connect_timeout=0.5, socket_timeout=2)
+    provider = ClientProvider(parse_url(f"unix://{path}"), policy, probe_server=False)
     try:
-        return bool(client.ping())
-    except (redis.ConnectionError, redis.TimeoutError, OSError):
+        return run(provider, Plan((Command(("PING",)),), str(path), _pong))
+    except ChatHistoryError:
         return False
     finally:
-        client.close()
+        provider.close()
+
+
+def _pong(replies: list[object]) -> bool:
+    return replies[0] in (b"PONG", "PONG", True)
 
 
 def _supervisor_alive(data_dir: Path) -> bool:

@@ -97,5 +97,17 @@ class CommandError(ChatHistoryError, RuntimeError):
     """Redis answered an operation with an error not covered by a more precise class."""
 
 
+class WriteRefusedError(CommandError):
+    """Redis refused a write and applied nothing of it; the same write may succeed later."""
+
+
+class OutOfMemoryError(WriteRefusedError):
+    """Redis is at ``maxmemory`` with a policy that refuses writes (OOM); nothing was written."""
+
+
+class NotEnoughReplicasError(WriteRefusedError):
+    """Redis refused a write: fewer replicas than ``min-replicas-to-write`` (NOREPLICAS)."""
+
+
 class EmbeddedServerError(ChatHistoryError, RuntimeError):
     """The embedded redis-server cannot be found or started."""

@@ -1,10 +1,13 @@
 """Shared clients for one deployment: one sync client, one asyncio client per event loop.
 
 Every history built for the same url (and retry policy) uses one
-:class:`ClientProvider`, so per-request histories open no new connections. A plain
-``redis://`` url is checked for Cluster with ``INFO cluster`` on first use, as
-langchain_community does; ``redis+cluster://`` skips that check, so a user without
-the INFO permission works too.
+:class:`ClientProvider`, so per-request histories open no new connections. The provider
+does no I/O of its own: the first call of a url sends ``INFO`` with its commands (see
+:mod:`redis_chat_history.call`), and :meth:`ClientProvider.learn` reads the reply: a
+plain ``redis://`` url that points at a Cluster node switches to Cluster, as
+langchain_community detects it (``redis+cluster://`` needs no INFO, so a user without the
+INFO permission works too), and an eviction policy that voids part of the guarantee is
+named in one warning.
 
 Example::
 
@@ -16,7 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import threading
+import time
 import weakref
 from typing import Any
 
@@ -34,18 +39,46 @@ from redis_chat_history.clients import (
 )
 from redis_chat_history.errors import InvalidArgumentError, InvalidURLError
 from redis_chat_history.retry import DEFAULT_RETRY, RetryPolicy
+from redis_chat_history.transport import open_async_cluster
 from redis_chat_history.urls import ConnectionSpec, Mode, parse_url
 
+logger = logging.getLogger("redis_chat_history")
 
-def _is_cluster_reply(info: dict[str, Any]) -> bool:
-    return bool(info.get("cluster_enabled"))
+#: After the server refused scripts, writes use plain commands this long, then try a
+#: script again (so a fixed ACL is picked up without a restart).
+PLAIN_RECHECK_SECONDS = 300.0
+
+#: What each eviction policy gives up (the README's "Eviction" paragraph says the same).
+_EVICTION_GIVES_UP = {
+    "volatile": (
+        "it evicts keys that have a TTL first, and the writers key that makes a re-sent "
+        "write apply once always has one: a write whose reply was lost and that is re-sent "
+        "after that key was evicted is stored twice (exactly-once is given up under memory "
+        "pressure)"
+    ),
+    "allkeys": (
+        "it may evict any key, stored messages and whole histories included (messages "
+        "acknowledged as stored can disappear under memory pressure)"
+    ),
+}
+
+
+def _info_fields(reply: Any) -> dict[str, str]:
+    text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
+    fields = {}
+    for line in text.splitlines():
+        name, colon, value = line.partition(":")
+        if colon:
+            fields[name] = value.strip()
+    return fields
 
 
 class ClientProvider:
     """Lazily built, shared clients for one connection: one sync, one async per event loop.
 
     ``mode`` starts as ``"auto"`` for ``redis://`` urls and becomes ``"standalone"``
-    or ``"cluster"`` on first use (INFO cluster; a MOVED reply later also switches).
+    or ``"cluster"`` once the first call's INFO is read (a MOVED reply later also
+    switches). ``probe_server=False`` skips that INFO (the embedded server's pings).
     """
 
     def __init__(
@@ -55,12 +88,17 @@ class ClientProvider:
         *,
         sync_client: SyncClient | None = None,
         async_client: AsyncClient | None = None,
+        probe_server: bool = True,
     ) -> None:
         self.spec = spec
         self.policy = policy
-        #: True once the server refused scripts or string commands (see execution.py):
-        #: writes then use the old class's plain commands.
-        self.scripts_refused = False
+        #: While ``time.monotonic()`` is below it, writes use the old class's plain
+        #: commands: the server refused the scripts to this user (see call.py).
+        self.plain_until = 0.0
+        self.plain_recheck_seconds = PLAIN_RECHECK_SECONDS
+        self.plain_warned = False
+        #: Whether the next call sends INFO first (urls only: a given client is the user's).
+        self._unprobed = spec is not None and probe_server
         self._lock = threading.Lock()
         self._sync = sync_client
         self._given_async = async_client
@@ -70,21 +108,15 @@ class ClientProvider:
         self._async_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
             weakref.WeakKeyDictionary()
         )
+        given = sync_client or async_client
         if spec is not None:
             self.mode: Mode = spec.mode
-        elif sync_client is not None:
-            self.mode = (
-                "cluster" if isinstance(sync_client, redis.cluster.RedisCluster) else "standalone"
-            )
-        elif async_client is not None:
-            self.mode = (
-                "cluster"
-                if isinstance(async_client, redis.asyncio.cluster.RedisCluster)
-                else "standalone"
-            )
-        else:
+        elif given is None:
             raise InvalidArgumentError("a ClientProvider needs a url, a client or an async_client")
-        self.display = spec.display if spec else describe_client(sync_client or async_client)
+        else:
+            cluster = (redis.cluster.RedisCluster, redis.asyncio.cluster.RedisCluster)
+            self.mode = "cluster" if isinstance(given, cluster) else "standalone"
+        self.display = spec.display if spec else describe_client(given)
 
     @property
     def is_cluster(self) -> bool:
@@ -103,37 +135,104 @@ class ClientProvider:
     def redact(self, text: str) -> str:
         return self.spec.redact(text) if self.spec else text
 
-    # -- sync ---------------------------------------------------------------
+    # -- what the calls learned ---------------------------------------------
+    @property
+    def scripts_refused(self) -> bool:
+        """True while writes use plain commands (the server refused the scripts)."""
+        return self.plain_now()
+
+    def plain_now(self) -> bool:
+        return self.plain_until > time.monotonic()
+
+    def refuse_scripts(self) -> None:
+        """The server refused the scripts to this user: plain writes for a while."""
+        self.plain_until = time.monotonic() + self.plain_recheck_seconds
+
+    def claim_probe(self) -> bool:
+        """True for the call that sends INFO first (one at a time; see :meth:`learn`)."""
+        if not self._unprobed:
+            return False
+        self._unprobed = False
+        return True
+
+    def probe_again(self) -> None:
+        """The call that sent INFO failed before reading it: the next call sends it."""
+        self._unprobed = True
+
+    def learn(self, info: Any) -> bool:
+        """Read the first call's INFO reply; True when the clients must become Cluster clients.
+
+        An error reply (INFO refused by an ACL) leaves a ``redis://`` url standalone
+        (MOVED replies still switch it) and warns about nothing.
+        """
+        fields = {} if isinstance(info, Exception) else _info_fields(info)
+        cluster = fields.get("cluster_enabled") == "1"
+        policy = fields.get("maxmemory_policy", "noeviction")
+        kind = policy.partition("-")[0]
+        if kind in _EVICTION_GIVES_UP and fields.get("maxmemory", "0") != "0":
+            logger.warning(
+                "Redis at %s has maxmemory-policy %s: %s. Set maxmemory-policy noeviction "
+                "to keep every guarantee (writes then fail with OutOfMemoryError when "
+                "memory is full).",
+                self.address,
+                policy,
+                _EVICTION_GIVES_UP[kind],
+            )
+        if self.mode != "auto":
+            return False
+        if cluster:
+            return True
+        with self._lock:
+            if self.mode == "auto":
+                self.mode = "standalone"
+        return False
+
+    # -- clients ------------------------------------------------------------
     def sync(self) -> SyncClient:
-        """The shared sync client, created (and its mode detected) on first call."""
+        """The shared sync client, created on first call (a Cluster client reads its slots)."""
         client = self._sync
         if client is not None:
             return client
         with self._lock:
             if self._sync is None:
-                if self.spec is None:
-                    raise InvalidArgumentError(
-                        "this history was built with async_client only; use the async methods "
-                        "or pass client= as well"
-                    )
-                if self.mode == "auto":
-                    self.mode = self._detect_sync()
-                self._sync = build_sync_client(self.spec, self.policy, self.mode)
+                self._sync = build_sync_client(self._own_spec(), self.policy, self.mode)
             return self._sync
 
-    def _detect_sync(self) -> Mode:
-        assert self.spec is not None
-        probe = build_sync_client(self.spec, self.policy, "standalone")
-        try:
-            info = probe.info("cluster")
-        except redis.exceptions.ResponseError:
-            return "standalone"  # INFO not allowed (ACL): MOVED replies will switch later
-        finally:
-            probe.close()
-        return "cluster" if _is_cluster_reply(info) else "standalone"
+    def sync_if_built(self) -> SyncClient | None:
+        """The sync client when one exists (reconnecting one that does not is a no-op)."""
+        return self._sync
+
+    async def async_(self) -> AsyncClient:
+        """The asyncio client for the running event loop (one per loop, created on demand)."""
+        if self._given_async is not None:
+            return self._given_async
+        loop = asyncio.get_running_loop()
+        client = self._async_by_loop.get(loop)
+        if client is not None:
+            return client
+        spec = self._own_spec()
+        lock = self._async_locks.get(loop)
+        if lock is None:
+            lock = self._async_locks[loop] = asyncio.Lock()
+        async with lock:  # a thousand first calls at once build one client
+            client = self._async_by_loop.get(loop)
+            if client is None:
+                client = build_async_client(spec, self.policy, self.mode)
+                await open_async_cluster(client)
+                self._async_by_loop[loop] = client
+        return client
+
+    def _own_spec(self) -> ConnectionSpec:
+        if self.spec is None:
+            given = "an async_client" if self._given_async is not None else "a sync client"
+            raise InvalidArgumentError(
+                f"this history was built with {given} only; pass the other one "
+                "(client= or async_client=) to use these methods"
+            )
+        return self.spec
 
     def switch_to_cluster(self) -> None:
-        """Called on a MOVED reply: the server is a cluster node after all."""
+        """The server is a Cluster node after all (INFO, or a MOVED reply)."""
         if self.spec is None or self.mode == "cluster":
             return
         with self._lock:
@@ -142,66 +241,6 @@ class ClientProvider:
             self._async_by_loop = weakref.WeakKeyDictionary()
         if old is not None:
             old.close()
-
-    def reconnect_sync(self) -> None:
-        """After a failover: drop connections (Sentinel re-discovers) or re-read Cluster slots."""
-        client = self._sync
-        if isinstance(client, redis.cluster.RedisCluster):
-            client.nodes_manager.initialize()
-        elif client is not None:
-            client.connection_pool.disconnect()
-
-    # -- async --------------------------------------------------------------
-    async def areconnect(self) -> None:
-        """Async :meth:`reconnect_sync` for the running loop's client."""
-        client = await self.async_()
-        if isinstance(client, redis.asyncio.cluster.RedisCluster):
-            await client.nodes_manager.initialize()
-        else:
-            await client.connection_pool.disconnect()
-
-    async def async_(self) -> AsyncClient:
-        """The asyncio client for the running event loop (one per loop, created on demand)."""
-        if self._given_async is not None:
-            return self._given_async
-        if self.spec is None:
-            raise InvalidArgumentError(
-                "this history was built with a sync client only; pass async_client= "
-                "to use the async methods"
-            )
-        loop = asyncio.get_running_loop()
-        client = self._async_by_loop.get(loop)
-        if client is not None:
-            return client
-        lock = self._async_locks.get(loop)
-        if lock is None:
-            lock = self._async_locks[loop] = asyncio.Lock()
-        async with lock:  # a thousand first calls at once build one client, probe once
-            client = self._async_by_loop.get(loop)
-            if client is None:
-                if self.mode == "auto":
-                    mode = await self._detect_async()
-                    with self._lock:
-                        if self.mode == "auto":
-                            self.mode = mode
-                client = build_async_client(self.spec, self.policy, self.mode)
-                if isinstance(client, redis.asyncio.cluster.RedisCluster):
-                    # redis-py's lazy initialize races when many tasks make their first
-                    # call at once ('NoneType' object has no attribute 'writelines').
-                    await client.initialize()
-                self._async_by_loop[loop] = client
-        return client
-
-    async def _detect_async(self) -> Mode:
-        assert self.spec is not None
-        probe = build_async_client(self.spec, self.policy, "standalone")
-        try:
-            info = await probe.info("cluster")
-        except redis.exceptions.ResponseError:
-            return "standalone"
-        finally:
-            await probe.aclose()
-        return "cluster" if _is_cluster_reply(info) else "standalone"
 
     def close(self) -> None:
         """Close the sync client's connections (async ones close with their loops)."""

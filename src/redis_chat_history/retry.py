@@ -22,9 +22,11 @@ from redis.backoff import ExponentialWithJitterBackoff
 
 from redis_chat_history.errors import InvalidArgumentError
 
-#: Re-sends a call may make besides connection retries: a script load (NOSCRIPT), a slot
-#: redirect (MOVED or ASK) and a switch to Cluster, each at most once per call.
-EXTRA_SENDS = 3
+#: Sends a call may make besides the first and its ``attempts`` re-sends, each at most once
+#: per call: the script's source after NOSCRIPT, a slot redirect (MOVED, which may also
+#: switch the client to Cluster), an ASK redirect, the plain twin after the server refused
+#: scripts. Any further redirect takes one of the policy's attempts.
+EXTRA_SENDS = 4
 
 
 def _check_seconds(name: str, value: object, *, allow_none: bool = False) -> None:
@@ -93,18 +95,26 @@ class RetryPolicy:
         return self.connect_timeout + (self.socket_timeout or 0)
 
     @property
+    def max_sends(self) -> int:
+        """The most times one call sends its request: the call machine never sends more."""
+        return 1 + self.attempts + EXTRA_SENDS
+
+    @property
     def longest_call_seconds(self) -> float:
         """An upper bound of the time between a call's first send and its last re-send.
 
         The server remembers a write's token at least this long after applying it, so a
-        re-send that arrives late is still recognised (see operations/history.py, writer tokens).
-        A policy without a socket timeout has no bound: ten minutes are used.
+        re-send that arrives late is still recognised (see operations/history.py, writer
+        tokens). Each of the :attr:`max_sends` sends may wait for a pooled connection,
+        reconnect (a Cluster re-reads its slots), connect, wait for its reply and back off;
+        the call machine also refuses to re-send once this long has passed since the first
+        send. A policy without a socket timeout has no such bound: ten minutes are used.
         """
         if self.socket_timeout is None:
             return 600.0
-        sends = 1 + 2 * self.attempts + EXTRA_SENDS
-        per_send = self.pool_timeout + self.connect_timeout + self.socket_timeout
-        return sends * (per_send + self.backoff_cap)
+        exchange = self.connect_timeout + self.socket_timeout
+        per_send = self.pool_timeout + 2 * exchange + self.backoff_cap
+        return self.max_sends * per_send
 
     @functools.cached_property
     def window_seconds(self) -> int:
