@@ -31,7 +31,6 @@ from redis_chat_history import (
     RetryPolicy,
     WriteOutcomeUnknownError,
 )
-from redis_chat_history import execution as execution_module
 from redis_chat_history.codec import encode_message
 from redis_chat_history.operations import (
     APPEND,
@@ -435,7 +434,6 @@ def test_user_of_the_old_class_keeps_working_with_plain_commands(
         RedisChatMessageHistory as CommunityHistory,
     )
 
-    monkeypatch.setattr(execution_module, "_plain_warned", False)
     caplog.set_level(logging.WARNING, logger="redis_chat_history")
     admin = redis7.client()
     admin.execute_command(
@@ -474,7 +472,6 @@ def test_user_of_the_old_class_keeps_working_with_plain_commands(
 def test_plain_write_with_a_lost_reply_is_not_resent(
     redis7: RedisProcess, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(execution_module, "_plain_warned", False)
     admin = redis7.client()
     admin.execute_command(
         "ACL", "SETUSER", "old", "on", ">pw", "resetkeys", "~message_store:*", "resetchannels",

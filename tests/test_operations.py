@@ -1,8 +1,8 @@
-"""Plans and the decisions of a call, checked without a server (no redis-server needed).
+"""Plans, checked without a server (no redis-server needed).
 
-What each operation sends and how it reads the reply (the operations package), how a writer token
-is filled in (writers.py), and what a reply or a failure makes a call do next
-(execution._Call): all of it is plain data and functions.
+What each operation sends and how it reads the reply (the operations package) and how a writer
+token is filled in (writers.py): all of it is plain data and functions. What a reply or a failure
+makes a call do next is tests/test_call.py's.
 """
 
 from __future__ import annotations
@@ -11,25 +11,17 @@ import threading
 
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage
-from redis import exceptions as redis_errors
 
 from redis_chat_history import (
     InvalidArgumentError,
     InvalidArgumentTypeError,
-    PermissionDeniedError,
-    PoolExhaustedError,
-    RedisUnavailableError,
     RetryPolicy,
-    WriteOutcomeUnknownError,
 )
-from redis_chat_history import execution as execution_module
 from redis_chat_history.codec import encode_message
-from redis_chat_history.execution import _Call
 from redis_chat_history.operations import (
     APPEND,
     MAX_EXPIRE_SECONDS,
     WRITER,
-    Plan,
     append_plan,
     batch_plan,
     count_plan,
@@ -46,9 +38,7 @@ from redis_chat_history.operations import (
     size_plan,
     writers_key,
 )
-from redis_chat_history.provider import ClientProvider
-from redis_chat_history.settings import ReplicaWait, Settings
-from redis_chat_history.urls import parse_url
+from redis_chat_history.settings import Settings
 from redis_chat_history.writers import WriterToken, acquire, release
 
 KEY = "message_store:s1"
@@ -182,7 +172,7 @@ def test_concurrent_calls_never_share_a_writer_and_sequences_increase() -> None:
     release(KEY, second)
     third = acquire(KEY, policy)
     assert third.writer == first.writer and third.sequence > second.sequence  # reused, later
-    assert third.window_seconds == 310
+    assert third.window_seconds == policy.window_seconds
     release(KEY, third)
 
     def worker() -> None:
@@ -201,108 +191,7 @@ def test_concurrent_calls_never_share_a_writer_and_sequences_increase() -> None:
         assert len(set(sequences)) == len(sequences)  # never one number twice per writer
 
 
-# -- retry policy ----------------------------------------------------------------------
-def test_retry_policy_backoff_and_longest_call() -> None:
-    policy = RetryPolicy(attempts=3, backoff_base=0.1, backoff_cap=0.5)
-    for failures in range(1, 10):
-        assert 0 <= policy.backoff(failures) <= min(0.5, 0.1 * 2 ** (failures - 1))
-    assert RetryPolicy().longest_call_seconds == 310  # 10 sends of at most 31 s
-    assert RetryPolicy(socket_timeout=None).longest_call_seconds == 600
-    for bad in ({"attempts": -1}, {"backoff_cap": float("nan")}, {"socket_timeout": 0}):
-        with pytest.raises(InvalidArgumentError):
-            RetryPolicy(**bad)  # type: ignore[arg-type]
-
-
-# -- what a call does next (execution._Call) --------------------------------------------
-def provider(attempts: int = 2) -> ClientProvider:
-    return ClientProvider(parse_url("redis://127.0.0.1:1/0"), RetryPolicy(attempts=attempts))
-
-
-def call_of(
-    plan: Plan[object], attempts: int = 2, wait: ReplicaWait | None = None
-) -> _Call[object]:
-    return _Call(provider(attempts), plan, wait, WriterToken("w0", 1, 60), None)
-
-
-def test_a_call_sends_the_plan_with_its_token_and_wait() -> None:
-    plan = append_plan(KEY, [HI], ttl=None, max_messages=None)
-    call = call_of(plan, wait=ReplicaWait(1, 500))  # type: ignore[arg-type]
-    commands = call.commands()
-    assert commands[0][:8] == ("EVALSHA", APPEND.sha, 2, KEY, writers_key(KEY), "w0", "1", 60)
-    assert commands[-1] == ("WAIT", 1, 500)
-    step = call.replied([[1, 1], 1])
-    assert step.done and step.value == 1
-
-
-def test_noscript_moved_and_ask_are_followed() -> None:
-    call = call_of(append_plan(KEY, [HI], ttl=None, max_messages=None))  # type: ignore[arg-type]
-    step = call.replied([redis_errors.NoScriptError("NOSCRIPT No matching script")])
-    assert not step.done and step.delay == 0 and call.commands()[0][0] == "EVAL"
-    step = call.replied([redis_errors.AskError("1 127.0.0.1:7001")])
-    assert call.ask == ("127.0.0.1", 7001) and call.commands()[0] == ("ASKING",)
-    assert call.replied(["OK", [1, 2]]).value == 2  # ASKING's reply is not the plan's
-
-
-def test_connection_failures_follow_the_policy() -> None:
-    call = call_of(read_plan(KEY), attempts=2)  # type: ignore[arg-type]
-    failure = redis_errors.ConnectionError("connection reset")
-    assert not call.failed(failure, sent=True).done  # a read may be re-sent
-    assert not call.failed(failure, sent=True).done
-    with pytest.raises(RedisUnavailableError, match=r"127\.0\.0\.1:1"):
-        call.failed(failure, sent=True)  # attempts used up
-
-
-def test_an_unsafe_write_is_never_resent_once_sent() -> None:
-    plain = append_plan(KEY, [HI], ttl=None, max_messages=None).plain
-    assert plain is not None
-    call = call_of(plain())  # type: ignore[arg-type]
-    assert not call.failed(redis_errors.ConnectionError("refused"), sent=False).done
-    with pytest.raises(WriteOutcomeUnknownError, match="may or may not have been applied"):
-        call.failed(redis_errors.TimeoutError("timed out"), sent=True)
-
-
-def test_a_client_race_before_sending_is_a_connection_failure() -> None:
-    call = call_of(read_plan(KEY))  # type: ignore[arg-type]
-    race = AttributeError("'NoneType' object has no attribute 'writelines'")
-    assert not call.failed(race, sent=False).done
-    assert not call.failed(race, sent=False).done
-    with pytest.raises(RedisUnavailableError, match=r"cannot reach Redis at .*writelines"):
-        call.failed(race, sent=False)  # the policy's 2 attempts are spent
-
-
-def test_a_full_pool_fails_at_once_naming_its_size() -> None:
-    call = call_of(read_plan(KEY), attempts=5)  # type: ignore[arg-type]
-    with pytest.raises(PoolExhaustedError, match=r"pool of 64\).*max_connections"):
-        call.failed(redis_errors.ConnectionError("No connection available."), sent=False)
-
-
-def test_refused_scripts_switch_to_plain_writes(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(execution_module, "_plain_warned", True)  # no log noise here
-    plan = append_plan(KEY, [HI], ttl=60, max_messages=None)
-    call = call_of(plan)  # type: ignore[arg-type]
-    error = redis_errors.ResponseError("RCHPLAIN ERR The user executing the script can't run")
-    assert not call.replied([error]).done
-    assert call.provider.scripts_refused and call.active.commands[0].args[0] == "LPUSH"
-    assert [c[0] for c in call.commands()] == ["LPUSH", "EXPIRE"]
-    assert call.replied([1, 1]).value == 1
-    # a missing list command is not a reason to fall back: it is a permission error
-    assert plan.plain is not None
-    plain_call = call_of(plan.plain())  # type: ignore[arg-type]
-    with pytest.raises(PermissionDeniedError):
-        plain_call.replied([redis_errors.NoPermissionError("NOPERM lpush"), 1])
-    # part of a plain pipeline applied: never sent again, even for a reply that is retried
-    with pytest.raises(RedisUnavailableError):
-        call_of(plan.plain()).replied([1, redis_errors.TryAgainError("TRYAGAIN")])  # type: ignore[arg-type]
-
-
-def test_stale_master_and_busy_replies_are_retried_then_reported() -> None:
-    call = call_of(read_plan(KEY), attempts=1)  # type: ignore[arg-type]
-    step = call.replied([redis_errors.ReadOnlyError("READONLY You can't write against a replica")])
-    assert not step.done and call.reconnect
-    with pytest.raises(RedisUnavailableError):
-        call.replied([redis_errors.TryAgainError("TRYAGAIN")])
-
-
+# -- batches ---------------------------------------------------------------------------
 def test_batch_plan_sends_reads_together_and_splits_replies() -> None:
     plans = [size_plan("message_store:a", memory=True), size_plan("message_store:b", memory=False)]
     batch = batch_plan(plans)
@@ -312,14 +201,3 @@ def test_batch_plan_sends_reads_together_and_splits_replies() -> None:
         batch_plan([delete_plan(KEY)])
     with pytest.raises(InvalidArgumentError, match="at least one"):
         batch_plan([])
-
-
-def test_a_cluster_map_still_settling_is_waited_for_under_the_policy() -> None:
-    call = call_of(read_plan(KEY), attempts=2)  # type: ignore[arg-type]
-    moved = redis_errors.MovedError("1 127.0.0.1:7001")
-    steps = [call.replied([moved]) for _ in range(4)]  # redirects: sent again at once
-    assert all(not step.done and step.delay == 0 for step in steps)
-    assert not call.replied([moved]).done  # then per the policy, with backoff
-    assert not call.replied([moved]).done
-    with pytest.raises(RedisUnavailableError, match="cannot serve"):
-        call.replied([moved])

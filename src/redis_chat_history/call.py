@@ -60,6 +60,7 @@ T = TypeVar("T")
 
 logger = logging.getLogger("redis_chat_history")
 
+_clock = time.monotonic  # tests replace it to skip time
 #: The write scripts prefix an error of their prelude with this (operations/history.py).
 PLAIN_MARKER = "RCHPLAIN "
 #: How often a call looks again for a free connection of a pool that refuses at once.
@@ -176,7 +177,8 @@ def _refuses_scripts(error: Exception) -> bool:
     """
     text = str(error)
     if transport.is_no_permission(error):
-        return "key" not in text  # Redis names a refused key: that is no script's fault
+        # "to run the 'x' command", "can't run this command" (a key is refused "to access")
+        return "run" in text
     return "unknown command" in text
 
 
@@ -220,11 +222,13 @@ class _Budget:
 
     __slots__ = ("extra", "failures", "pool_since", "provider", "started")
 
+    pool_since: float | None
+
     def __init__(self, provider: ClientProvider, started: float) -> None:
         self.provider = provider
         self.failures = 0
         self.extra = 0
-        self.pool_since = 0.0
+        self.pool_since = None
         self.started = started
 
     def retry(self, error: BaseException, key: str) -> float:
@@ -246,9 +250,10 @@ class _Budget:
         raise translate(error, self.provider, key)
 
     def _too_late(self) -> bool:
-        """A re-send now could arrive after the server forgot the writer token."""
+        """A re-send now could still be on its way when the server forgets the writer token."""
+        policy = self.provider.policy
         return bool(self.started) and (
-            time.monotonic() - self.started > self.provider.policy.longest_call_seconds
+            _clock() - self.started + policy.send_seconds > policy.longest_call_seconds
         )
 
     def pool_wait(self, error: BaseException) -> float:
@@ -256,14 +261,14 @@ class _Budget:
         timeout = self.provider.policy.pool_timeout
         if transport.pool_waited(error):  # a blocking pool waited its timeout already
             raise _pool_exhausted(self.provider, timeout)
-        now = time.monotonic()
-        if not self.pool_since:
+        now = _clock()
+        if self.pool_since is None:
             self.pool_since = now
         waited = now - self.pool_since
         if waited >= timeout:
             raise _pool_exhausted(self.provider, waited)
         low, high = POOL_POLL_SECONDS
-        return min(high, max(low, waited / 4), timeout - waited)
+        return max(low, min(high, waited / 4, timeout - waited))
 
 
 # ---------------------------------------------------------------------------
@@ -310,7 +315,7 @@ def call(
     wait = wait if plan.writes else None
     probing = probe or provider.claim_probe()
     budget: _Budget | None = None  # made at the first thing that is not a plain success
-    started = time.monotonic() if token is not None else 0.0
+    started = _clock() if token is not None else 0.0
     as_eval = False
     ask: tuple[str, int] | None = None
     slot: int | None = None
@@ -385,18 +390,22 @@ def call(
                 raise translate(error, provider, key)
             if isinstance(error, redis_errors.NoScriptError):
                 as_eval = True
-                yield Sleep(budget.redirect(error, key))
+                delay = budget.redirect(error, key)
+                if delay:
+                    yield Sleep(delay)
                 continue
             if isinstance(error, redis_errors.MovedError):
                 # a slot moved (failover, resharding): re-read the map; or a Cluster after all
                 delay = budget.redirect(error, key)
                 yield Reconnect(to_cluster=not provider.is_cluster)
-                yield Sleep(delay)
+                if delay:
+                    yield Sleep(delay)
                 continue
             if isinstance(error, redis_errors.AskError):
                 delay = budget.redirect(error, key)
                 ask = (error.host, int(error.port))
-                yield Sleep(delay)
+                if delay:
+                    yield Sleep(delay)
                 continue
             error = _unwrap(error)
             if active is plan and plan.plain is not None and _refuses_scripts(error):

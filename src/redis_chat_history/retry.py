@@ -100,21 +100,26 @@ class RetryPolicy:
         return 1 + self.attempts + EXTRA_SENDS
 
     @property
+    def send_seconds(self) -> float:
+        """The longest one send may take: a pooled connection, connecting, the reply, a backoff."""
+        return (
+            self.pool_timeout + self.connect_timeout + (self.socket_timeout or 0) + self.backoff_cap
+        )
+
+    @property
     def longest_call_seconds(self) -> float:
         """An upper bound of the time between a call's first send and its last re-send.
 
         The server remembers a write's token at least this long after applying it, so a
         re-send that arrives late is still recognised (see operations/history.py, writer
-        tokens). Each of the :attr:`max_sends` sends may wait for a pooled connection,
-        reconnect (a Cluster re-reads its slots), connect, wait for its reply and back off;
-        the call machine also refuses to re-send once this long has passed since the first
-        send. A policy without a socket timeout has no such bound: ten minutes are used.
+        tokens): :attr:`max_sends` sends of :attr:`send_seconds` each. The call machine
+        holds a call to it: it makes no re-send that could end later than this after the
+        first send (time spent reconnecting included). A policy without a socket timeout
+        has no such bound: ten minutes are used.
         """
         if self.socket_timeout is None:
             return 600.0
-        exchange = self.connect_timeout + self.socket_timeout
-        per_send = self.pool_timeout + 2 * exchange + self.backoff_cap
-        return self.max_sends * per_send
+        return self.max_sends * self.send_seconds
 
     @functools.cached_property
     def window_seconds(self) -> int:
