@@ -224,12 +224,14 @@ class _Budget:
 
     pool_since: float | None
 
-    def __init__(self, provider: ClientProvider, started: float) -> None:
+    def __init__(self, provider: ClientProvider, timed: bool) -> None:
         self.provider = provider
         self.failures = 0
         self.extra = 0
         self.pool_since = None
-        self.started = started
+        # Made when the first send's outcome is not a success: that send began at most
+        # send_seconds ago (kept off the hot path: no clock read for a call that succeeds).
+        self.started = _clock() - provider.policy.send_seconds if timed else 0.0
 
     def retry(self, error: BaseException, key: str) -> float:
         """Seconds to wait before a re-send under the policy; raises when none is left."""
@@ -313,9 +315,8 @@ def call(
     if plan.plain is not None and provider.plain_until > 0 and provider.plain_now():
         active = plan.plain()
     wait = wait if plan.writes else None
-    probing = probe or provider.claim_probe()
+    probing = probe or (provider.unprobed and provider.claim_probe())
     budget: _Budget | None = None  # made at the first thing that is not a plain success
-    started = _clock() if token is not None else 0.0
     as_eval = False
     ask: tuple[str, int] | None = None
     slot: int | None = None
@@ -333,7 +334,7 @@ def call(
             if type(outcome) is Failed:
                 failure = outcome.error
                 if budget is None:
-                    budget = _Budget(provider, started)
+                    budget = _Budget(provider, token is not None)
                 if not outcome.sent and transport.is_pool_exhausted(failure):
                     yield Sleep(budget.pool_wait(failure))
                     continue
@@ -382,7 +383,7 @@ def call(
             error: Exception = refused
             # The server refused the request (so applied nothing of it, for a script).
             if budget is None:
-                budget = _Budget(provider, started)
+                budget = _Budget(provider, token is not None)
             if not active.idempotent and any(not isinstance(r, Exception) for r in replies):
                 # part of a plain pipeline was applied: sending it again could apply it twice
                 raise translate(error, provider, key)
@@ -452,7 +453,7 @@ def primaries(provider: ClientProvider, pattern: str) -> Steps[list[Any]]:
     """
     if provider.mode == "auto":
         yield from call(provider, Plan((), pattern, _no_result), probe=True)
-    budget = _Budget(provider, 0.0)
+    budget = _Budget(provider, False)
     while True:
         outcome = yield ListPrimaries()
         if type(outcome) is not Failed:

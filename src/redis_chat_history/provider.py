@@ -98,7 +98,7 @@ class ClientProvider:
         self.plain_recheck_seconds = PLAIN_RECHECK_SECONDS
         self.plain_warned = False
         #: Whether the next call sends INFO first (urls only: a given client is the user's).
-        self._unprobed = spec is not None and probe_server
+        self.unprobed = spec is not None and probe_server
         self._lock = threading.Lock()
         self._sync = sync_client
         self._given_async = async_client
@@ -150,14 +150,14 @@ class ClientProvider:
 
     def claim_probe(self) -> bool:
         """True for the call that sends INFO first (one at a time; see :meth:`learn`)."""
-        if not self._unprobed:
+        if not self.unprobed:
             return False
-        self._unprobed = False
+        self.unprobed = False
         return True
 
     def probe_again(self) -> None:
         """The call that sent INFO failed before reading it: the next call sends it."""
-        self._unprobed = True
+        self.unprobed = True
 
     def learn(self, info: Any) -> bool:
         """Read the first call's INFO reply; True when the clients must become Cluster clients.
