@@ -239,3 +239,25 @@ def test_lenient_urls_raise_without_connecting(
     with pytest.raises(InvalidURLError):
         asyncio.run(RedisChatStore(url=url, retry=FAST).history("s").acount())
     assert connections_seen(listener) == 0
+
+
+@pytest.mark.parametrize("scheme", ["redis+sentinel", "redis+cluster"])
+def test_sentinel_and_cluster_clients_keep_the_urls_max_connections(scheme: str) -> None:
+    from redis_chat_history.clients import build_async_client, build_sync_client
+    from redis_chat_history.retry import RetryPolicy
+    from redis_chat_history.urls import parse_url
+
+    spec = parse_url(
+        f"{scheme}://127.0.0.1:1/mymaster?max_connections=7".replace(
+            "/mymaster", "/mymaster" if scheme == "redis+sentinel" else ""
+        )
+    )
+    policy = RetryPolicy()
+    async_client = build_async_client(spec, policy, spec.mode)
+    if scheme == "redis+sentinel":
+        sync_client = build_sync_client(spec, policy, spec.mode)
+        assert sync_client.connection_pool.max_connections == 7  # type: ignore[union-attr]
+        assert async_client.connection_pool.max_connections == 7  # type: ignore[union-attr]
+    else:
+        nodes = async_client.nodes_manager.startup_nodes.values()  # type: ignore[union-attr]
+        assert {node.max_connections for node in nodes} == {7}
