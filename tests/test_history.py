@@ -12,7 +12,14 @@ import redis.connection
 from langchain_core.chat_history import BaseChatMessageHistory
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
-from redis_chat_history import MessageEncodeError, RedisChatMessageHistory
+from redis_chat_history import (
+    ChatHistoryError,
+    InvalidArgumentTypeError,
+    MessageEncodeError,
+    RedisChatMessageHistory,
+    RedisChatStore,
+)
+from redis_chat_history.settings import DEFAULT_URL, OPTION_DEFAULTS, SettingsAttributes
 from tests.servers import RedisProcess
 
 
@@ -179,3 +186,60 @@ def test_big_batch_is_atomic_and_ordered(redis_url: str) -> None:
     history = RedisChatMessageHistory("batch", url=redis_url)
     history.add_messages([HumanMessage(str(i)) for i in range(2500)])  # > one LPUSH chunk
     assert [m.content for m in history.messages] == [str(i) for i in range(2500)]
+
+
+def test_user_and_ai_messages_of_the_wrong_type_are_package_type_errors(redis_url: str) -> None:
+    """Not pydantic's ValidationError: a ChatHistoryError and a TypeError naming the method."""
+    history = RedisChatMessageHistory("wrong", url=redis_url)
+    cases: list[tuple[Any, Any, str]] = [
+        (history.add_user_message, 123, r"add_user_message\(\) takes a str, .* got int"),
+        (history.add_ai_message, None, r"add_ai_message\(\) takes a str, .* got NoneType"),
+        (history.add_user_message, AIMessage("x"), "HumanMessage, got AIMessage"),
+        (history.add_ai_message, [1], r"add_ai_message\(\) takes .*: Input should be"),
+    ]
+    for method, value, text in cases:
+        with pytest.raises(InvalidArgumentTypeError, match=text) as raised:
+            method(value)
+        assert isinstance(raised.value, ChatHistoryError) and isinstance(raised.value, TypeError)
+        assert raised.value.__cause__ is None  # no pydantic chain in the traceback
+    history.add_user_message([{"type": "text", "text": "blocks"}])  # content blocks still work
+    assert history.messages == [HumanMessage([{"type": "text", "text": "blocks"}])]
+
+
+def test_url_none_is_the_default_url() -> None:
+    """``url=os.environ.get("REDIS_URL")`` with the variable unset means the default."""
+    for history in (
+        RedisChatMessageHistory("s", url=None),
+        RedisChatMessageHistory("s", None, "p:", 5),
+        RedisChatMessageHistory("s"),
+    ):
+        assert history.url == "redis://localhost:6379/0" == DEFAULT_URL
+    assert RedisChatStore(url=None).url == RedisChatStore().url == DEFAULT_URL  # no I/O is done
+
+
+def test_history_and_store_share_one_signature_and_one_set_of_attributes() -> None:
+    history = inspect.signature(RedisChatMessageHistory).parameters
+    store = inspect.signature(RedisChatStore).parameters
+    public = [name for name in history if not name.startswith("_")]
+    assert public == ["session_id", *store]
+    assert list(store)[3:] == list(OPTION_DEFAULTS)  # spelled out for help(), from Options
+    for name, default in OPTION_DEFAULTS.items():
+        assert history[name].default == store[name].default == default
+        assert history[name].kind is store[name].kind is inspect.Parameter.KEYWORD_ONLY
+    # Properties are declared once, in settings.py, not per class.
+    shared = {n for n, v in vars(SettingsAttributes).items() if isinstance(v, property)}
+    assert {"key_prefix", "ttl", "max_messages", "compress", "skip_corrupt", "url"} <= shared
+    for cls in (RedisChatMessageHistory, RedisChatStore):
+        assert issubclass(cls, SettingsAttributes)
+        assert not shared & set(vars(cls)), shared & set(vars(cls))
+        with pytest.raises(InvalidArgumentTypeError, match=f"{cls.__name__}.*'colour'"):
+            cls(url="redis://127.0.0.1:1/0", colour="blue", **({"session_id": "s"} if cls is RedisChatMessageHistory else {}))  # type: ignore[call-arg]  # fmt: skip
+    store_object = RedisChatStore(None, "p:", 7, max_messages=3, compress=True, skip_corrupt=True)
+    history_object = store_object.history("s")
+    for name in ("key_prefix", "ttl", "max_messages", "compress", "skip_corrupt", "url"):
+        assert getattr(history_object, name) == getattr(store_object, name), name
+    assert (store_object.ttl, store_object.max_messages, store_object.display) == (
+        7,
+        3,
+        DEFAULT_URL,
+    )

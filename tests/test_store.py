@@ -228,8 +228,15 @@ def test_expire_persist_expires_in(url: str) -> None:
 
     expired, remaining, persisted = asyncio.run(twins())
     assert expired and remaining is not None and 25 < remaining <= 30 and persisted
-    with pytest.raises(ValueError, match="seconds must be >= 1"):
-        history.expire(0)
+    # 0 means never, as ttl=0 does: expire(0) is persist(), never a delete.
+    assert history.expire(100) is True and history.expire(0) is True
+    assert history.expires_in() is None and history.count() == 1
+    assert history.expire(0) is False and history.count() == 1  # had no expiry: kept as it is
+    assert asyncio.run(history.aexpire(0)) is False and history.count() == 1
+    with pytest.raises(ValueError, match="seconds must be >= 0"):
+        history.expire(-1)
+    with pytest.raises(TypeError, match="seconds must be an int"):
+        history.expire(1.5)  # type: ignore[arg-type]
 
 
 def test_glob_escape() -> None:

@@ -135,7 +135,7 @@ def _function_fields_ok(data: dict[str, Any]) -> bool:
     return type(data.get("name")) is str
 
 
-# type -> (class, its extra check, the fields a stored dict may hold)
+# type -> (class, the extra check of its own fields, or None)
 _SHAPES: dict[str, tuple[type[BaseMessage], Any]] = {
     "human": (HumanMessage, None),
     "system": (SystemMessage, None),

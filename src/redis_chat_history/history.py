@@ -17,20 +17,34 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, get_buffer_string
+from pydantic import ValidationError
 
 from redis_chat_history import operations
-from redis_chat_history.clients import AsyncClient, SyncClient
+from redis_chat_history.checks import check_int
 from redis_chat_history.codec import encode_messages
 from redis_chat_history.errors import InvalidArgumentTypeError
 from redis_chat_history.execution import arun, run
-from redis_chat_history.provider import ClientProvider, shared_provider
-from redis_chat_history.retry import DEFAULT_RETRY, RetryPolicy
-from redis_chat_history.settings import DEFAULT_KEY_PREFIX, DEFAULT_URL, Settings
+from redis_chat_history.provider import ClientProvider
+from redis_chat_history.settings import (
+    DEFAULT_KEY_PREFIX,
+    DEFAULT_URL,
+    Settings,
+    SettingsAttributes,
+    configure,
+    make_provider,
+    spell_out_options,
+)
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from redis_chat_history.settings import Options
 
 __all__ = ["DEFAULT_KEY_PREFIX", "DEFAULT_URL", "RedisChatMessageHistory", "make_provider"]
+_Message = TypeVar("_Message", HumanMessage, AIMessage)
 
 # Deprecated in langchain-core 1.6.4, to be removed in 2.0: subclass it while it exists (so
 # isinstance checks keep working), and rely on nothing it provides.
@@ -40,38 +54,37 @@ except ImportError:  # pragma: no cover - exercised by a subprocess test
     _HistoryBase = object  # type: ignore[assignment,misc]
 
 
-def make_provider(
-    url: Any,
-    client: SyncClient | None,
-    async_client: AsyncClient | None,
-    retry: RetryPolicy | None,
-) -> ClientProvider:
-    """The clients a history uses: the caller's own, or the shared ones for ``url``."""
-    if retry is not None and not isinstance(retry, RetryPolicy):
-        raise InvalidArgumentTypeError(f"retry must be a RetryPolicy, got {type(retry).__name__}")
-    if client is not None or async_client is not None:
-        return ClientProvider(
-            None, retry or DEFAULT_RETRY, sync_client=client, async_client=async_client
-        )
-    return shared_provider(url, retry or DEFAULT_RETRY)
+def _as_message(kind: type[_Message], message: Any, method: str) -> _Message:
+    """``message`` if it is a ``kind``, else a ``kind`` of that content (a str or blocks)."""
+    if isinstance(message, kind):
+        return message
+    if isinstance(message, (str, list)):
+        try:
+            return kind(message)
+        except ValidationError as error:  # content blocks of the wrong shape
+            wrong = error.errors()[-1]["msg"]
+            raise InvalidArgumentTypeError(
+                f"{method}() takes a str, content blocks or a {kind.__name__}: {wrong}"
+            ) from None
+    raise InvalidArgumentTypeError(
+        f"{method}() takes a str, content blocks or a {kind.__name__}, got {type(message).__name__}"
+    )
 
 
-class RedisChatMessageHistory(_HistoryBase):
+class RedisChatMessageHistory(SettingsAttributes, _HistoryBase):
     """Chat message history stored in a Redis list, compatible with langchain_community's.
 
     Args:
         session_id: the conversation; the Redis key is ``key_prefix + session_id``.
         url: ``redis://``, ``rediss://``, ``unix://``, ``redis+sentinel://``,
-            ``redis+cluster://`` or ``embedded://`` (see :mod:`redis_chat_history.urls`).
+            ``redis+cluster://`` or ``embedded://`` (see :mod:`redis_chat_history.urls`);
+            None is the default, ``redis://localhost:6379/0``, as leaving it out.
         key_prefix: prefix of every key, ``"message_store:"`` as in the old class.
         ttl: seconds after the latest write at which the history expires; None or 0: never.
-        client / async_client: use these redis-py clients instead of ``url``.
-        max_messages: keep only the newest N messages (trimmed in the same atomic write).
-        compress: store messages zlib-compressed when smaller (the old class cannot read those).
-        wait_for_replicas / wait_timeout: a write returns only once that many replicas
-            acknowledged it within ``wait_timeout`` seconds, else raises ReplicationError.
-        retry: how calls are retried when the server cannot be reached.
-        skip_corrupt: log and skip stored elements that are not messages instead of raising.
+        **options: keyword-only, the same as :class:`~redis_chat_history.RedisChatStore`'s
+            (:class:`~redis_chat_history.settings.Options`): ``client``, ``async_client``,
+            ``max_messages``, ``compress``, ``wait_for_replicas``, ``wait_timeout``,
+            ``retry``, ``skip_corrupt``.
 
     Example::
 
@@ -81,54 +94,26 @@ class RedisChatMessageHistory(_HistoryBase):
         2
     """
 
+    @spell_out_options
     def __init__(
         self,
         session_id: str,
-        url: str = DEFAULT_URL,
+        url: str | None = DEFAULT_URL,
         key_prefix: str = DEFAULT_KEY_PREFIX,
         ttl: int | None = None,
         *,
-        client: SyncClient | None = None,
-        async_client: AsyncClient | None = None,
-        max_messages: int | None = None,
-        compress: bool = False,
-        wait_for_replicas: int | None = None,
-        wait_timeout: float = 1.0,
-        retry: RetryPolicy | None = None,
-        skip_corrupt: bool = False,
         _provider: ClientProvider | None = None,
         _settings: Settings | None = None,
+        **options: Unpack[Options],
     ) -> None:
-        self.settings = _settings or Settings.build(
-            key_prefix=key_prefix,
-            ttl=ttl,
-            max_messages=max_messages,
-            compress=compress,
-            wait_for_replicas=wait_for_replicas,
-            wait_timeout=wait_timeout,
-            skip_corrupt=skip_corrupt,
-        )
+        if _settings is not None and _provider is not None:  # a store's history
+            self.settings, self._provider = _settings, _provider
+        else:
+            self.settings, self._provider = configure(
+                type(self).__name__, url, key_prefix, ttl, options
+            )
         self.key = self.settings.key(session_id)
         self.session_id = session_id
-        self._provider = _provider or make_provider(url, client, async_client, retry)
-
-    # The old class's attributes, read from the settings.
-    @property
-    def key_prefix(self) -> str:
-        return self.settings.key_prefix
-
-    @property
-    def ttl(self) -> int | None:
-        return self.settings.ttl
-
-    @property
-    def max_messages(self) -> int | None:
-        return self.settings.max_messages
-
-    @property
-    def url(self) -> str:
-        """Where the history lives, without credentials."""
-        return self._provider.display
 
     def __repr__(self) -> str:
         return (
@@ -147,12 +132,12 @@ class RedisChatMessageHistory(_HistoryBase):
 
     def _read_plan(self, limit: int | None) -> operations.Plan[list[BaseMessage]] | None:
         """None when nothing needs reading (``limit=0``)."""
-        if limit is not None and operations.check_int("limit", limit, minimum=0) == 0:
+        if limit is not None and check_int("limit", limit, minimum=0) == 0:
             return None
         return operations.read_plan(self.key, limit=limit, skip_corrupt=self.settings.skip_corrupt)
 
     def _turn_window_plan(self, limit: int | None) -> operations.Plan[operations.TurnWindow] | None:
-        if limit is not None and operations.check_int("limit", limit, minimum=0) == 0:
+        if limit is not None and check_int("limit", limit, minimum=0) == 0:
             return None
         return operations.turn_window_plan(
             self.key, limit=limit, skip_corrupt=self.settings.skip_corrupt
@@ -165,9 +150,16 @@ class RedisChatMessageHistory(_HistoryBase):
         return operations.replace_plan(self.key, encoded, ttl=self.settings.ttl)
 
     def _delete_last_plan(self, n: int) -> operations.Plan[list[BaseMessage]] | None:
-        if operations.check_int("n", n, minimum=0) == 0:
+        if check_int("n", n, minimum=0) == 0:
             return None
         return operations.delete_last_plan(self.key, n, skip_corrupt=self.settings.skip_corrupt)
+
+    def _expire_plan(self, seconds: int) -> operations.Plan[bool]:
+        # 0 means never, as ttl=0 does (Redis's EXPIRE 0 would delete the history).
+        maximum = operations.MAX_EXPIRE_SECONDS
+        if check_int("seconds", seconds, minimum=0, maximum=maximum) == 0:
+            return operations.persist_plan(self.key)
+        return operations.expire_plan(self.key, seconds)
 
     # -- sync ---------------------------------------------------------------
     @property  # type: ignore[override]
@@ -212,11 +204,11 @@ class RedisChatMessageHistory(_HistoryBase):
 
     def add_user_message(self, message: HumanMessage | str) -> None:
         """Append a human message (a str becomes one)."""
-        self.add_messages([message if isinstance(message, HumanMessage) else HumanMessage(message)])
+        self.add_messages([_as_message(HumanMessage, message, "add_user_message")])
 
     def add_ai_message(self, message: AIMessage | str) -> None:
         """Append an AI message (a str becomes one)."""
-        self.add_messages([message if isinstance(message, AIMessage) else AIMessage(message)])
+        self.add_messages([_as_message(AIMessage, message, "add_ai_message")])
 
     def __str__(self) -> str:
         return get_buffer_string(self.messages)
@@ -246,8 +238,12 @@ class RedisChatMessageHistory(_HistoryBase):
         run(self._provider, self._replace_plan(messages), self.settings.wait)
 
     def expire(self, seconds: int) -> bool:
-        """Let the history expire ``seconds`` from now; False when it does not exist."""
-        return run(self._provider, operations.expire_plan(self.key, seconds), self.settings.wait)
+        """Let the history expire ``seconds`` from now; False when it does not exist.
+
+        ``expire(0)`` means never, as ``ttl=0`` does: it is :meth:`persist` (and returns
+        what that returns), never a delete.
+        """
+        return run(self._provider, self._expire_plan(seconds), self.settings.wait)
 
     def persist(self) -> bool:
         """Remove the history's expiry; False when it had none."""
@@ -298,9 +294,7 @@ class RedisChatMessageHistory(_HistoryBase):
 
     async def aexpire(self, seconds: int) -> bool:
         """Async :meth:`expire`."""
-        return await arun(
-            self._provider, operations.expire_plan(self.key, seconds), self.settings.wait
-        )
+        return await arun(self._provider, self._expire_plan(seconds), self.settings.wait)
 
     async def apersist(self) -> bool:
         """Async :meth:`persist`."""

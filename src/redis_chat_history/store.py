@@ -21,16 +21,25 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from redis_chat_history import operations, transfer
-from redis_chat_history.clients import AsyncClient, SyncClient
-from redis_chat_history.errors import PermissionDeniedError
+from redis_chat_history.errors import InvalidArgumentTypeError, PermissionDeniedError
 from redis_chat_history.execution import amasters, arun, masters, run
-from redis_chat_history.history import RedisChatMessageHistory, make_provider
-from redis_chat_history.retry import RetryPolicy
-from redis_chat_history.settings import DEFAULT_KEY_PREFIX, DEFAULT_URL, Settings
+from redis_chat_history.history import RedisChatMessageHistory
+from redis_chat_history.settings import (
+    DEFAULT_KEY_PREFIX,
+    DEFAULT_URL,
+    SettingsAttributes,
+    configure,
+    spell_out_options,
+)
 from redis_chat_history.transfer import ExportResult, TransferResult
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from redis_chat_history.settings import Options
 
 __all__ = ["ExportResult", "RedisChatStore", "StoreStats", "TransferResult", "glob_escape"]
 
@@ -81,59 +90,26 @@ class _Tally:
         )
 
 
-class RedisChatStore:
+class RedisChatStore(SettingsAttributes):
     """The histories of one Redis deployment under one key prefix, sharing clients.
 
-    Takes the history's settings (``ttl``, ``max_messages``, ``compress``, ...), which
-    every history it returns uses. Building a store does no network I/O.
+    Takes what a history takes but the session id: ``url`` (None: the default),
+    ``key_prefix``, ``ttl`` and the same keyword-only options
+    (:class:`~redis_chat_history.settings.Options`), which every history it returns uses.
+    Building a store does no network I/O.
     """
 
+    @spell_out_options
     def __init__(
         self,
-        url: str = DEFAULT_URL,
+        url: str | None = DEFAULT_URL,
         key_prefix: str = DEFAULT_KEY_PREFIX,
         ttl: int | None = None,
-        max_messages: int | None = None,
-        *,
-        client: SyncClient | None = None,
-        async_client: AsyncClient | None = None,
-        compress: bool = False,
-        wait_for_replicas: int | None = None,
-        wait_timeout: float = 1.0,
-        retry: RetryPolicy | None = None,
-        skip_corrupt: bool = False,
+        **options: Unpack[Options],
     ) -> None:
-        self.settings = Settings.build(
-            key_prefix=key_prefix,
-            ttl=ttl,
-            max_messages=max_messages,
-            compress=compress,
-            wait_for_replicas=wait_for_replicas,
-            wait_timeout=wait_timeout,
-            skip_corrupt=skip_corrupt,
+        self.settings, self._provider = configure(
+            type(self).__name__, url, key_prefix, ttl, options
         )
-        self._provider = make_provider(url, client, async_client, retry)
-
-    @property
-    def key_prefix(self) -> str:
-        return self.settings.key_prefix
-
-    @property
-    def ttl(self) -> int | None:
-        return self.settings.ttl
-
-    @property
-    def compress(self) -> bool:
-        return self.settings.compress
-
-    @property
-    def skip_corrupt(self) -> bool:
-        return self.settings.skip_corrupt
-
-    @property
-    def display(self) -> str:
-        """Where the data lives, without credentials."""
-        return self._provider.display
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(url={self.display!r}, key_prefix={self.key_prefix!r})"
@@ -153,7 +129,9 @@ class RedisChatStore:
     # -- listing ------------------------------------------------------------------
     def _pattern(self, match: str | None) -> tuple[str, str]:
         if match is not None and not isinstance(match, str):
-            raise TypeError(f"match must be a str or None, got {type(match).__name__}")
+            raise InvalidArgumentTypeError(
+                f"match must be a str or None, got {type(match).__name__}"
+            )
         literal = self.key_prefix + (match or "")
         return literal, glob_escape(literal) + "*"
 
