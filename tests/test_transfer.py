@@ -194,7 +194,9 @@ def test_export_of_chosen_and_empty_sessions_to_a_text_stream(redis7: RedisProce
         {"session_end": "two", "messages": 1},
         {"export_end": True, "sessions": 1, "messages": 1},
     ]
-    assert store.import_(io.StringIO("")).messages == 0
+    with pytest.raises(ImportFormatError, match="line 1: the file is empty"):
+        store.import_(io.StringIO(""))
+    assert store.import_(io.StringIO(""), allow_empty=True).messages == 0
     with pytest.raises(TypeError, match="not a str"):
         store.export(io.StringIO(), "two")
 
