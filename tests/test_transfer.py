@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -828,3 +829,56 @@ def test_a_failed_export_or_copy_leaves_no_snapshot_or_staging_list(
         assert staging_lists(client) == [] and list(target.sessions()) == []
     finally:
         client.close()
+
+
+# -- PTTL 0 is "expires now", never "no expiry" ------------------------------------------------------
+@pytest.mark.parametrize("operation", ["export", "copy"])
+def test_a_session_read_in_its_last_millisecond_is_skipped_and_counted(
+    redis7: RedisProcess, operation: str
+) -> None:
+    source = RedisChatStore(url=redis7.url, key_prefix="src:")
+    target = RedisChatStore(url=redis7.url, key_prefix="dst:")
+    client = redis7.client()
+    element = orjson.dumps({"type": "human", "data": {"content": "last"}})
+    deadline = time.monotonic() + 60
+    attempts = expired = 0
+    try:
+        while not expired:  # until a read lands in the session's last millisecond
+            assert time.monotonic() < deadline, f"no read saw PTTL 0 in {attempts} attempts"
+            attempts += 1
+            client.delete("src:s", "dst:s")
+            client.lpush("src:s", element)
+            client.pexpire("src:s", 3)
+            while client.pttl("src:s") > 1:  # the next read lands in the last ms, or after
+                pass
+            if operation == "copy":
+                result = source.copy_to(target, ["s"])
+                assert client.pttl("dst:s") != -1  # a copy never lives forever
+                expired = result.sessions_expired
+                written = result.sessions_written
+            else:
+                out = io.BytesIO()
+                exported = source.export(out, ["s"])
+                lines = [json.loads(line) for line in out.getvalue().splitlines()]
+                firsts = [line for line in lines if line.get("position") == 0]
+                assert all(line["expires_in"] > 0 for line in firsts)  # never "no expiry"
+                expired = exported.sessions_expired
+                written = exported.sessions
+            assert written + expired <= 1
+        assert written == 0 and client.exists("dst:s") == 0
+        print(f"PTTL 0 observed after {attempts} attempt(s)")
+    finally:
+        client.close()
+
+
+def test_an_import_line_expiring_now_is_skipped_and_counted(redis7: RedisProcess) -> None:
+    lines = [
+        {"session_id": "gone", "position": 0, "type": "human", "data": {"content": "x"}},
+        {"session_id": "kept", "position": 0, "type": "human", "data": {"content": "y"}},
+    ]
+    lines[0]["expires_in"] = 0
+    store = RedisChatStore(url=redis7.url)
+    result = store.import_(io.BytesIO(b"\n".join(orjson.dumps(line) for line in lines)))
+    assert (result.sessions_written, result.sessions_expired, result.messages) == (1, 1, 2)
+    assert result.messages_written == 1
+    assert sorted(store.sessions()) == ["kept"] and store.history("kept").expires_in() is None

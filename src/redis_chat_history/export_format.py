@@ -31,6 +31,7 @@ Example::
     >>> writer = ExportWriter(out.write)
     >>> writer.start_session("s1", expires_in=None)
     >>> writer.add([{"type": "human", "data": {"content": "hi"}}])
+    1
     >>> writer.end_session(); writer.close()
     >>> [type(r).__name__ for r in ExportReader().read(out.getvalue().splitlines(True))]
     ['SessionStart', 'MessageRecord', 'SessionEnd']
