@@ -119,7 +119,13 @@ class Timer:
 
 @contextmanager
 def progress(label: str, total: int | None) -> Iterator[Any]:
-    """A progress bar (sessions done, messages done, the rate), cleared when it ends."""
+    """A progress bar (sessions done, messages done, the rate), cleared when it ends.
+
+    Only on a terminal: elsewhere (a pipe, a log) it would leave a blank line.
+    """
+    if not err.is_terminal:
+        yield lambda sessions, messages: None
+        return
     with Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
