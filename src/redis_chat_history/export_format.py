@@ -14,15 +14,12 @@ kept exactly, see codec.py). ``position`` numbers a session's lines from 0 in th
 ``expires_in`` (seconds) appears on the first line of a session that expires; absent or
 null, the session does not expire; 0, it expired as it was read (a reader skips it).
 The closing records prove a file whole: a reader hands a session over only at its
-``session_end`` with the right count, and a file that ends before its ``export_end``
-(cut, or from an export that failed) raises
-:class:`~redis_chat_history.errors.ImportFormatError` naming the line and what is
-missing. An empty file is refused unless ``allow_empty`` (a failed ``> backup.jsonl``
-redirect leaves one). Files without the header (written by version 1) are still read,
-session by session, with a warning that their completeness cannot be checked.
-
-:class:`ExportWriter` writes the format (export, ``show --json``); :class:`ExportReader`
-reads it (import). transfer.py does the Redis work around them.
+``session_end`` with the right count; a cut or damaged file raises ``ImportFormatError``
+naming the line and what is missing. An empty file is refused unless ``allow_empty`` (a
+failed ``> backup.jsonl`` leaves one). Files without the header (version 1) are still
+read, session by session, with a warning that their completeness cannot be checked.
+:class:`ExportWriter` writes it (export, ``show --json``), :class:`ExportReader` reads it
+(import); transfer.py does the Redis work around them.
 
 Example::
 
