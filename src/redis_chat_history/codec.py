@@ -301,10 +301,19 @@ def decode_payload(raw: bytes | str) -> dict[str, Any]:
         payload = _load_json(raw)
     except (ValueError, UnicodeDecodeError) as error:
         raise ValueError(f"not valid JSON ({error})") from error
+    return check_payload(payload)
+
+
+def check_payload(payload: Any) -> dict[str, Any]:
+    """``payload`` when it has the shape of a stored message, else ``ValueError``.
+
+    A dict with a known ``type`` and an object ``data`` (stored elements, export lines);
+    :func:`message_from_payload` then checks the fields.
+    """
     if not isinstance(payload, dict):
         raise ValueError(f"JSON {type(payload).__name__}, not an object")
     kind = payload.get("type")
-    if kind not in KNOWN_TYPES:
+    if type(kind) is not str or kind not in KNOWN_TYPES:
         raise ValueError(f"unknown message type {kind!r}")
     if not isinstance(payload.get("data"), dict):
         raise ValueError("field 'data' is missing or not an object")

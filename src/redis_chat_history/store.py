@@ -266,11 +266,15 @@ class RedisChatStore(SettingsAttributes):
         file: str | os.PathLike[str] | IO[Any],
         *,
         overwrite: bool = False,
+        allow_empty: bool = False,
         progress: transfer.Progress | None = None,
     ) -> TransferResult:
-        """Read an export; each session atomically; non-empty ones kept unless ``overwrite``."""
+        """Read an export; each session atomically; non-empty ones kept unless ``overwrite``.
+
+        An empty file (no header, no message) is refused unless ``allow_empty``.
+        """
         return transfer.import_sessions(
-            self._endpoint(), file, overwrite=overwrite, progress=progress
+            self._endpoint(), file, overwrite=overwrite, allow_empty=allow_empty, progress=progress
         )
 
     def copy_to(

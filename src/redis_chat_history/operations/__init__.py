@@ -8,7 +8,7 @@ with a sync or an asyncio client; the plans themselves are tested without a serv
 - :mod:`.plans`: the shape (Plan, Command, Script, WRITER) and argument checks;
 - :mod:`.history`: one history's reads and writes (Lua scripts with writer tokens) and
   the store's listing;
-- :mod:`.transfer`: export, import and copy (staging lists, commits, snapshots);
+- :mod:`.transfer_plans`: export, import and copy (staging lists, commits, snapshots);
 - :mod:`.turns`: turn-aligned windows (``get_messages(whole_turns=True)``, agent memory).
 
 Example::
@@ -55,7 +55,7 @@ from redis_chat_history.operations.plans import (
     check_optional,
     single_reply,
 )
-from redis_chat_history.operations.transfer import (
+from redis_chat_history.operations.transfer_plans import (
     COMMIT,
     MAX_EXPIRE_MS,
     SNAPSHOT_READ,

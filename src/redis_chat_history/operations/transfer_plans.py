@@ -25,9 +25,6 @@ from redis_chat_history.slots import (
     companion_key,
 )
 
-# ---------------------------------------------------------------------------
-# Transfer section (transfer.py: export, import, copy). Owned by the transfer work.
-#
 # An import or copy run assembles each session in a staging list of its own (a companion
 # key with the run's id, so concurrent runs never share one), then one script makes it the
 # history. Every step may be re-sent after a lost reply and is recognised when it is:
@@ -204,10 +201,17 @@ class Snapshot:
     """
 
     length: int
-    #: Milliseconds before the history expires; 0 when it does not.
-    expire_ms: int
+    #: Milliseconds before the history expires (PTTL): None when it never does, 0 when
+    #: it was read in its last millisecond (it expires now: never "no expiry").
+    expire_ms: int | None
     elements: list[bytes]
     copied: bool
+
+
+def _expire_ms(pttl: Any) -> int | None:
+    """A PTTL reply as an expiry: -1 (none) and -2 (no key) are None; 0 is "expires now"."""
+    milliseconds = int(pttl)
+    return None if milliseconds < 0 else milliseconds
 
 
 def snapshot_plan(key: str, run_id: str, *, window: int) -> Plan[Snapshot]:
@@ -222,12 +226,12 @@ def snapshot_plan(key: str, run_id: str, *, window: int) -> Plan[Snapshot]:
 
     def parse(replies: list[Any]) -> Snapshot:
         length, pttl, elements, copied = replies[0]
-        return Snapshot(int(length), max(0, int(pttl)), elements[::-1], bool(copied))
+        return Snapshot(int(length), _expire_ms(pttl), elements[::-1], bool(copied))
 
     def plain() -> Plan[Snapshot]:
         def parse_plain(replies: list[Any]) -> Snapshot:
             pttl, elements = replies
-            return Snapshot(len(elements), max(0, int(pttl)), elements[::-1], False)
+            return Snapshot(len(elements), _expire_ms(pttl), elements[::-1], False)
 
         commands = (Command(("PTTL", key)), Command(("LRANGE", key, 0, -1)))
         return Plan(commands, key, parse_plain)
