@@ -17,19 +17,30 @@ Example::
     agent.invoke({"messages": [{"role": "user", "content": "hi"}]},
                  {"configurable": {"thread_id": "user-42"}})
 
-The hooks:
+Messages are remembered by id, never by position (add_messages gives every message of
+the state one), in the thread's private state (:class:`RedisChatHistoryState`):
 
-- ``before_agent``: decides the session (see :meth:`RedisChatHistoryMiddleware.session_of`)
-  before anything is read or written, and keeps it in the thread's private state;
+- ``before_agent`` decides the session before anything is read or written, and records
+  the state's messages that are not stored yet (the run's input) as *pending*;
+- ``before_model`` records the messages added since (the tools' results), so another
+  middleware's summary or trim cannot take one away before it is stored;
 - ``wrap_model_call``: the model sees the system prompt, the stored window
   (:meth:`~redis_chat_history.RedisChatMessageHistory.get_messages` with
-  ``whole_turns=True``), then this run's messages. The window never enters the graph
-  state, so results and streams carry only this run's messages;
-- ``after_agent``: appends every message of the state not stored yet, and records how
-  many of the state's messages are stored (a private per-thread count). With a
-  checkpointer the state holds earlier turns: the count keeps them from being stored
-  again, also when a run is interrupted and resumed. A run that raises never reaches
-  ``after_agent``, so it stores nothing.
+  ``whole_turns=True``), then the request's messages that the window does not hold
+  and that are not stored. A window message the thread's state holds is shown as the
+  state has it (an ``update_state`` edit), one removed from the state by
+  ``update_state`` is left out. The window never enters the graph state;
+- ``after_agent`` appends every pending message, as the state last had it, with a
+  script that skips the ones already at the history's tail (a re-run after a crash or
+  a cancellation between this write and the checkpoint), then records their ids as
+  stored.
+
+The stored conversation is an append-only record: a message is stored once, when the
+run that added it ends; ``RemoveMessage``, edits and summaries change the state and what
+the model sees, never what is stored. A run that raises never reaches ``after_agent``, so
+it stores nothing, provided no other middleware's ``after_agent`` runs after this one's:
+LangChain runs them last to first, so put this middleware first in ``middleware=[...]``
+(:meth:`RedisChatHistoryMiddleware.check_order` tells).
 
 The async hooks (``ainvoke``, ``astream``) make only asyncio Redis calls.
 """
@@ -37,7 +48,7 @@ The async hooks (``ainvoke``, ``astream``) make only asyncio Redis calls.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Annotated, Any, Optional, TypeAlias, cast
 
 from langchain_core.messages import AIMessage, AnyMessage, BaseMessage
@@ -62,9 +73,12 @@ except ImportError as error:  # pragma: no cover - depends on the installed extr
 if TYPE_CHECKING:  # not in every langchain 1.x release: needed for annotations only
     from langchain.agents.middleware.types import ExtendedModelResponse
 
+from redis_chat_history.codec import encode_messages
 from redis_chat_history.errors import InvalidArgumentError, InvalidArgumentTypeError
+from redis_chat_history.execution import arun, run
 from redis_chat_history.history import RedisChatMessageHistory
-from redis_chat_history.operations import MAX_MESSAGES, check_int
+from redis_chat_history.operations import MAX_MESSAGES, Plan, check_int
+from redis_chat_history.operations.turns import Appended, append_unstored_plan
 from redis_chat_history.settings import validate_session_id
 from redis_chat_history.store import RedisChatStore
 
@@ -72,6 +86,10 @@ __all__ = ["RedisChatHistoryMiddleware", "RedisChatHistoryState"]
 
 #: The private state keys (never shown to the model, never in the agent's output schema).
 SESSION_KEY = "redis_history_session"
+STORED_IDS_KEY = "redis_history_stored_ids"
+PENDING_KEY = "redis_history_pending"
+HIDDEN_KEY = "redis_history_hidden"
+#: Checkpoints written before ids were kept: how many of the first messages are stored.
 STORED_KEY = "redis_history_stored"
 
 SessionSource: TypeAlias = "str | Callable[[Runtime[Any]], Any] | None"
@@ -83,7 +101,14 @@ class RedisChatHistoryState(AgentState[Any]):
 
     #: The session the thread's messages are stored in.
     redis_history_session: NotRequired[Annotated[str, PrivateStateAttr]]
-    #: How many of the state's messages (from the first) are stored in that session.
+    #: Ids of the state's messages that are stored (only those still in the state).
+    redis_history_stored_ids: NotRequired[Annotated[list[str], PrivateStateAttr]]
+    #: Messages recorded to be stored when the run ends, oldest first.
+    redis_history_pending: NotRequired[Annotated[list[AnyMessage], PrivateStateAttr]]
+    #: Ids of stored messages removed from the state between runs: the model no longer
+    #: sees them in the window (the record keeps them).
+    redis_history_hidden: NotRequired[Annotated[list[str], PrivateStateAttr]]
+    #: Read from checkpoints written before ids were kept; no longer written.
     redis_history_stored: NotRequired[Annotated[int, PrivateStateAttr]]
 
 
@@ -113,8 +138,86 @@ def _current_config() -> RunnableConfig | None:
         return None
 
 
+# -- the bookkeeping: plain functions of the state -------------------------------------
+def _is_summary(message: BaseMessage) -> bool:
+    """SummarizationMiddleware's summary: what the model sees, not what was said."""
+    return message.additional_kwargs.get("lc_source") == "summarization"
+
+
+def _stored_ids(state: Mapping[str, Any]) -> list[str]:
+    ids = state.get(STORED_IDS_KEY)
+    if ids is not None:
+        return list(ids)
+    legacy = state.get(STORED_KEY, 0)  # a thread checkpointed by an earlier release
+    return [m.id for m in state["messages"][:legacy] if m.id is not None]
+
+
+def _pending(state: Mapping[str, Any]) -> list[BaseMessage]:
+    return list(state.get(PENDING_KEY) or [])
+
+
+def _newly_pending(state: Mapping[str, Any]) -> list[BaseMessage]:
+    """The state's messages neither stored nor pending yet (a summary is neither)."""
+    known = {*_stored_ids(state), *(m.id for m in _pending(state))}
+    return [m for m in state["messages"] if m.id not in known and not _is_summary(m)]
+
+
+def _record_update(state: Mapping[str, Any]) -> dict[str, Any] | None:
+    new = _newly_pending(state)
+    return {PENDING_KEY: [*_pending(state), *new]} if new else None
+
+
+def _hidden_update(state: Mapping[str, Any]) -> dict[str, Any]:
+    """Stored messages that left the state since the last run: hidden from the window."""
+    present = {m.id for m in state["messages"]}
+    stored = _stored_ids(state)
+    gone = [i for i in stored if i not in present]
+    if not gone:
+        return {}
+    hidden = [*(state.get(HIDDEN_KEY) or []), *gone]
+    return {HIDDEN_KEY: hidden, STORED_IDS_KEY: [i for i in stored if i in present]}
+
+
+def _with_id(message: BaseMessage) -> BaseMessage:
+    if message.id is not None:
+        return message
+    return message.model_copy(update={"id": str(uuid.uuid4())})
+
+
+def _to_store(state: Mapping[str, Any]) -> list[BaseMessage]:
+    """Every pending message, as the state last had it (an edit before it was stored)."""
+    latest = {m.id: m for m in state["messages"]}
+    batch = [*_pending(state), *_newly_pending(state)]
+    return [_with_id(latest.get(m.id, m)) for m in batch]
+
+
+def _stored_update(session: str, state: Mapping[str, Any], batch: list[BaseMessage]) -> Any:
+    stored = {*_stored_ids(state), *(m.id for m in batch)}
+    ids = [m.id for m in state["messages"] if m.id in stored]
+    return {SESSION_KEY: session, STORED_IDS_KEY: ids, PENDING_KEY: []}
+
+
+def _model_messages(
+    state: Mapping[str, Any], requested: Sequence[BaseMessage], window: list[BaseMessage]
+) -> list[BaseMessage]:
+    """The window (as the state has its messages), then what it lacks of this run."""
+    latest = {m.id: m for m in state["messages"]}
+    hidden = set(state.get(HIDDEN_KEY) or [])
+    shown = [latest.get(m.id, m) for m in window if m.id is None or m.id not in hidden]
+    in_window = {m.id for m in window if m.id is not None}
+    skip = in_window | set(_stored_ids(state))
+    current = [m for m in requested if m.id is None or m.id not in skip]
+    # this run's messages that other middleware took out of the request (a summary)
+    asked = {m.id for m in requested}
+    taken = [m for m in _pending(state) if m.id not in asked and m.id not in in_window]
+    return [*shown, *taken, *current]
+
+
 class RedisChatHistoryMiddleware(AgentMiddleware[RedisChatHistoryState, Any, Any]):
     """Memory for ``create_agent``: a Redis chat history read as a window, appended per run.
+
+    Put it first in ``middleware=[...]``: its ``after_agent`` then runs last, so a run
+    that another middleware's ``after_agent`` makes raise stores nothing.
 
     Args:
         store: the :class:`~redis_chat_history.RedisChatStore` holding the sessions (its
@@ -179,6 +282,29 @@ class RedisChatHistoryMiddleware(AgentMiddleware[RedisChatHistoryState, Any, Any
             "'session_id' or 'thread_id' in config['configurable']"
         )
 
+    def check_order(self, agent: Any) -> None:
+        """Raise ``ValueError`` when another middleware's ``after_agent`` runs after this one's.
+
+        LangChain runs ``after_agent`` hooks from the last middleware of the list to the
+        first; one that runs after this middleware's write and raises leaves a raising
+        run whose messages are stored. Call it on the compiled agent.
+
+        Example::
+
+            agent = create_agent(model, tools, middleware=[memory, guard])
+            memory.check_order(agent)  # fine: memory's after_agent is the last step
+        """
+        node = f"{self.name}.after_agent"
+        after = sorted(
+            {edge.target for edge in agent.get_graph().edges if edge.source == node} - {"__end__"}
+        )
+        if after:
+            names = ", ".join(target.split(".")[0] for target in after)
+            raise InvalidArgumentError(
+                f"{names} runs its after_agent after {self.name} stored the run: a run it "
+                f"makes raise is stored anyway; put {self.name} first in middleware=[...]"
+            )
+
     def _session(
         self, state: Mapping[str, Any], runtime: Runtime[Any], config: RunnableConfig | None
     ) -> str:
@@ -192,21 +318,18 @@ class RedisChatHistoryMiddleware(AgentMiddleware[RedisChatHistoryState, Any, Any
         return self.store.history(self._session(state, runtime, None))
 
     @staticmethod
-    def _unstored(state: Mapping[str, Any]) -> list[AnyMessage]:
-        messages: list[AnyMessage] = state["messages"]
-        return messages[state.get(STORED_KEY, 0) :]
+    def _model_request(request: ModelRequest[Any], window: list[BaseMessage]) -> ModelRequest[Any]:
+        messages = _model_messages(request.state, request.messages, window)
+        return request.override(messages=cast("list[AnyMessage]", messages))
 
-    def _model_request(
-        self, request: ModelRequest[Any], window: list[BaseMessage]
-    ) -> ModelRequest[Any]:
-        """The stored window, then the run's messages (the stored ones of the state left out)."""
-        state = request.state
-        stored_ids = {message.id for message in state["messages"][: state.get(STORED_KEY, 0)]}
-        current = [m for m in request.messages if m.id is None or m.id not in stored_ids]
-        return request.override(messages=cast("list[AnyMessage]", [*window, *current]))
-
-    def _stored_update(self, session: str, state: Mapping[str, Any]) -> dict[str, Any]:
-        return {SESSION_KEY: session, STORED_KEY: len(state["messages"])}
+    @staticmethod
+    def _append_plan(history: RedisChatMessageHistory, batch: list[BaseMessage]) -> Plan[Appended]:
+        settings = history.settings
+        encoded = encode_messages(batch, compress=settings.compress)
+        ids = [cast("str", m.id) for m in batch]
+        return append_unstored_plan(
+            history.key, ids, encoded, ttl=settings.ttl, max_messages=settings.max_messages
+        )
 
     # -- sync hooks -------------------------------------------------------------------
     def before_agent(
@@ -215,11 +338,17 @@ class RedisChatHistoryMiddleware(AgentMiddleware[RedisChatHistoryState, Any, Any
         runtime: Runtime[Any],
         config: Optional[RunnableConfig] = None,  # noqa: UP045 (langgraph injects this spelling)
     ) -> dict[str, Any] | None:
-        """Decide the session before anything is read or written."""
+        """Decide the session before anything is read or written; record the input."""
         session = self.session_of(runtime, config if config is not None else _current_config())
-        if state.get(SESSION_KEY) == session:
-            return None
-        return {SESSION_KEY: session}
+        update = _hidden_update(state)
+        if state.get(SESSION_KEY) != session:
+            update[SESSION_KEY] = session
+        recorded = _record_update({**state, **update})
+        return {**update, **(recorded or {})} or None
+
+    def before_model(self, state: RedisChatHistoryState, runtime: Runtime[Any]) -> Any:
+        """Record what the tools added, before other middleware may summarize it away."""
+        return _record_update(state)
 
     def wrap_model_call(
         self,
@@ -237,12 +366,13 @@ class RedisChatHistoryMiddleware(AgentMiddleware[RedisChatHistoryState, Any, Any
         runtime: Runtime[Any],
         config: Optional[RunnableConfig] = None,  # noqa: UP045
     ) -> dict[str, Any] | None:
-        """Append the run's messages in one atomic write."""
+        """Append the run's messages in one atomic write (skipping any already at the tail)."""
         session = self._session(state, runtime, config)
-        new = self._unstored(state)
-        if new:
-            self.store.history(session).add_messages(new)
-        return self._stored_update(session, state)
+        batch = _to_store(state)
+        if batch:
+            history = self.store.history(session)
+            run(history._provider, self._append_plan(history, batch), history.settings.wait)
+        return cast("dict[str, Any]", _stored_update(session, state, batch))
 
     # -- async hooks (asyncio Redis calls only) ---------------------------------------
     async def abefore_agent(
@@ -253,6 +383,10 @@ class RedisChatHistoryMiddleware(AgentMiddleware[RedisChatHistoryState, Any, Any
     ) -> dict[str, Any] | None:
         """Async :meth:`before_agent` (no I/O)."""
         return self.before_agent(state, runtime, config)
+
+    async def abefore_model(self, state: RedisChatHistoryState, runtime: Runtime[Any]) -> Any:
+        """Async :meth:`before_model` (no I/O)."""
+        return _record_update(state)
 
     async def awrap_model_call(
         self,
@@ -272,7 +406,9 @@ class RedisChatHistoryMiddleware(AgentMiddleware[RedisChatHistoryState, Any, Any
     ) -> dict[str, Any] | None:
         """Async :meth:`after_agent`."""
         session = self._session(state, runtime, config)
-        new = self._unstored(state)
-        if new:
-            await self.store.history(session).aadd_messages(new)
-        return self._stored_update(session, state)
+        batch = _to_store(state)
+        if batch:
+            history = self.store.history(session)
+            plan = self._append_plan(history, batch)
+            await arun(history._provider, plan, history.settings.wait)
+        return cast("dict[str, Any]", _stored_update(session, state, batch))

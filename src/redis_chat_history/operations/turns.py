@@ -1,20 +1,30 @@
-"""Turn-aligned windows: the newest messages, starting at a human message."""
+"""Agent memory's plans: turn-aligned windows, and appends that store a run's messages once."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from langchain_core.messages import BaseMessage, HumanMessage, ToolMessage
 
-from redis_chat_history.codec import decode_newest_first
+from redis_chat_history.codec import decode_newest_first, element_json
+from redis_chat_history.errors import InvalidArgumentError
+from redis_chat_history.operations.history import _write_script, append_plan, writers_key
 from redis_chat_history.operations.plans import (
+    MAX_EXPIRE_SECONDS,
     MAX_MESSAGES,
+    PUSH_CHUNK,
+    WRITER,
     Command,
     Plan,
     Script,
+    check_batch,
     check_int,
     check_key,
+    check_optional,
 )
 
 # ---------------------------------------------------------------------------
@@ -176,3 +186,139 @@ def turn_window_plan(
 
     command = Command.call(TURN_WINDOW, [key], [count, TURN_CHUNK])
     return Plan((command,), key, parse, plain=plain)
+
+
+# ---------------------------------------------------------------------------
+# Appends that recognise what is already stored (the agent middleware's write)
+#
+# A run's messages are appended after the run; the checkpoint that records "stored" is
+# committed after that write. A crash or a cancellation in between re-runs the append
+# with the same messages (same ids), and a new writer token: the writers key cannot tell.
+# The script looks for the batch's first message among the newest elements (its id as
+# the element spells it, or the same bytes when the element is compressed); the earlier
+# write was one LPUSH, so what follows it there is the rest of that write: the messages
+# found are skipped, the others pushed, in one atomic step.
+
+#: Elements beyond the batch's own count searched for it (other writers' appends since).
+TAIL_SLACK = 16
+
+APPEND_UNSTORED = _write_script(
+    "append_unstored",
+    """
+-- ARGV[4] ttl seconds (0 = leave as is), ARGV[5] keep newest N (0 = all), ARGV[6] n,
+-- ARGV[7 .. 6+n] each message's id as its element spells it ('"id":"..."'),
+-- ARGV[7+n .. 6+2n] the encoded messages, oldest first.
+-- Replies {1 applied | 0 re-send, length, how many of the batch were stored already}.
+if applied then remember(applied) return {0, length, tonumber(applied)} end
+local n = tonumber(ARGV[6])
+local needles, values = 6, 6 + n
+local function holds(element, i)
+  return element == ARGV[values + i] or string.find(element, ARGV[needles + i], 1, true) ~= nil
+end
+local stored = 0
+if length > 0 then
+  local newest = redis.call('LRANGE', KEYS[1], 0, n + __SLACK__ - 1)
+  for at = 1, #newest do
+    if holds(newest[at], 1) then
+      -- newer elements of that write follow it toward the head, in the batch's order
+      stored = 1
+      while stored < n and at > stored and holds(newest[at - stored], stored + 1) do
+        stored = stored + 1
+      end
+      break
+    end
+  end
+end
+local ok, reply = remember(tostring(stored))
+if not ok then return refused(reply) end
+local last = values + n
+for at = values + stored + 1, last, __CHUNK__ do
+  redis.call('LPUSH', KEYS[1], unpack(ARGV, at, math.min(at + __LAST__, last)))
+end
+length = length + n - stored
+local keep = tonumber(ARGV[5])
+if keep > 0 and length > keep then
+  redis.call('LTRIM', KEYS[1], 0, keep - 1)
+  length = keep
+end
+local ttl = tonumber(ARGV[4])
+if ttl > 0 then redis.call('EXPIRE', KEYS[1], ttl) end
+return {1, length, stored}
+""".replace("__SLACK__", str(TAIL_SLACK))
+    .replace("__CHUNK__", str(PUSH_CHUNK))
+    .replace("__LAST__", str(PUSH_CHUNK - 1)),
+)
+
+
+@dataclass(frozen=True)
+class Appended:
+    """What :func:`append_unstored_plan` did: the history's length, and what it skipped."""
+
+    length: int
+    #: How many of the batch's oldest messages were found stored (and not pushed again).
+    already_stored: int
+
+
+def id_needle(message_id: str, element: bytes) -> bytes:
+    """How ``element`` (an encoded message) spells its id field, e.g. ``b'"id":"m1"'``.
+
+    The compact form orjson writes, else the stdlib's (the codec's fallback); a
+    compressed element is searched for in its JSON, found by equal bytes in Redis.
+    """
+    text = element_json(element)
+    raw = text if isinstance(text, bytes) else text.encode()
+    compact = b'"id":' + orjson.dumps(message_id)
+    if compact in raw:
+        return compact
+    spaced = b'"id": ' + json.dumps(message_id).encode("ascii")
+    return spaced if spaced in raw else compact
+
+
+def append_unstored_plan(
+    key: str,
+    ids: Sequence[str],
+    encoded: Sequence[bytes],
+    *,
+    ttl: int | None,
+    max_messages: int | None,
+) -> Plan[Appended]:
+    """Append the messages of ``encoded`` (oldest first) that the history's tail lacks.
+
+    ``ids`` are the messages' ids. A batch whose oldest messages are among the newest
+    ``len(batch) + TAIL_SLACK`` elements (an append that ran, then its caller crashed
+    before recording it) pushes only the rest, atomically, with the expiry and trim of
+    :func:`~redis_chat_history.operations.append_plan`. Users who may not run scripts
+    get that plan's plain LPUSH (which cannot recognise anything).
+
+    Example::
+
+        >>> plan = append_unstored_plan("message_store:s1", ["m1"],
+        ...     [b'{"type":"human","data":{"content":"hi","id":"m1"}}'], ttl=None, max_messages=None)
+        >>> plan.commands[0].args[8:10]
+        (1, b'"id":"m1"')
+    """
+    check_key(key)
+    check_batch(encoded)
+    if len(ids) != len(encoded):
+        raise InvalidArgumentError(f"{len(ids)} ids for {len(encoded)} messages")
+    ttl_arg = check_optional("ttl", ttl, maximum=MAX_EXPIRE_SECONDS)
+    keep = check_optional("max_messages", max_messages, maximum=MAX_MESSAGES)
+    needles = [id_needle(i, element) for i, element in zip(ids, encoded, strict=True)]
+    args = [WRITER, ttl_arg, keep, len(encoded), *needles, *encoded]
+    command = Command.call(APPEND_UNSTORED, [key, writers_key(key)], args)
+
+    def parse(replies: list[Any]) -> Appended:
+        _, length, stored = replies[0]
+        return Appended(int(length), int(stored))
+
+    def plain() -> Plan[Appended]:
+        pushed = append_plan(key, encoded, ttl=ttl, max_messages=max_messages).plain
+        assert pushed is not None
+        plan = pushed()
+
+        def parse_plain(replies: list[Any]) -> Appended:
+            return Appended(plan.parse(replies), 0)
+
+        return Plan(plan.commands, key, parse_plain, writes=True, idempotent=False)
+
+    return Plan((command,), key, parse, writes=True, plain=plain)
