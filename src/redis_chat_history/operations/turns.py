@@ -194,10 +194,12 @@ def turn_window_plan(
 # A run's messages are appended after the run; the checkpoint that records "stored" is
 # committed after that write. A crash or a cancellation in between re-runs the append
 # with the same messages (same ids), and a new writer token: the writers key cannot tell.
-# The script looks for the batch's first message among the newest elements (its id as
-# the element spells it, or the same bytes when the element is compressed); the earlier
-# write was one LPUSH, so what follows it there is the rest of that write: the messages
-# found are skipped, the others pushed, in one atomic step.
+# The script looks for the batch's first message among the newest elements (the same
+# bytes, or its id as the element spells it, confirmed by decoding that element only);
+# the earlier write was one LPUSH, so what follows it there is the rest of that write:
+# the messages found are skipped, the others pushed, in one atomic step. Cost when
+# nothing is found (every run): one LRANGE of n + TAIL_SLACK elements and a plain
+# substring search in each.
 
 #: Elements beyond the batch's own count searched for it (other writers' appends since).
 TAIL_SLACK = 16
@@ -206,14 +208,19 @@ APPEND_UNSTORED = _write_script(
     "append_unstored",
     """
 -- ARGV[4] ttl seconds (0 = leave as is), ARGV[5] keep newest N (0 = all), ARGV[6] n,
--- ARGV[7 .. 6+n] each message's id as its element spells it ('"id":"..."'),
--- ARGV[7+n .. 6+2n] the encoded messages, oldest first.
+-- ARGV[7 .. 6+n] the messages' ids, ARGV[7+n .. 6+2n] each id as its element spells it
+-- ('"id":"..."'), ARGV[7+2n .. 6+3n] the encoded messages, oldest first.
 -- Replies {1 applied | 0 re-send, length, how many of the batch were stored already}.
 if applied then remember(applied) return {0, length, tonumber(applied)} end
 local n = tonumber(ARGV[6])
-local needles, values = 6, 6 + n
+local ids, needles, values = 6, 6 + n, 6 + 2 * n
 local function holds(element, i)
-  return element == ARGV[values + i] or string.find(element, ARGV[needles + i], 1, true) ~= nil
+  if element == ARGV[values + i] then return true end
+  if not string.find(element, ARGV[needles + i], 1, true) then return false end
+  -- the id is in the element: is it the message's own (not a quote in its metadata)?
+  local ok, decoded = pcall(cjson.decode, element)
+  return ok and type(decoded) == 'table' and type(decoded.data) == 'table'
+    and decoded.data.id == ARGV[ids + i]
 end
 local stored = 0
 if length > 0 then
@@ -294,8 +301,8 @@ def append_unstored_plan(
 
         >>> plan = append_unstored_plan("message_store:s1", ["m1"],
         ...     [b'{"type":"human","data":{"content":"hi","id":"m1"}}'], ttl=None, max_messages=None)
-        >>> plan.commands[0].args[8:10]
-        (1, b'"id":"m1"')
+        >>> plan.commands[0].args[8:11]
+        (1, 'm1', b'"id":"m1"')
     """
     check_key(key)
     check_batch(encoded)
@@ -304,7 +311,7 @@ def append_unstored_plan(
     ttl_arg = check_optional("ttl", ttl, maximum=MAX_EXPIRE_SECONDS)
     keep = check_optional("max_messages", max_messages, maximum=MAX_MESSAGES)
     needles = [id_needle(i, element) for i, element in zip(ids, encoded, strict=True)]
-    args = [WRITER, ttl_arg, keep, len(encoded), *needles, *encoded]
+    args = [WRITER, ttl_arg, keep, len(encoded), *ids, *needles, *encoded]
     command = Command.call(APPEND_UNSTORED, [key, writers_key(key)], args)
 
     def parse(replies: list[Any]) -> Appended:
