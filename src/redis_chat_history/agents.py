@@ -17,38 +17,27 @@ Example::
     agent.invoke({"messages": [{"role": "user", "content": "hi"}]},
                  {"configurable": {"thread_id": "user-42"}})
 
-Messages are remembered by id, never by position (add_messages gives every message of
-the state one), in the thread's private state (:class:`RedisChatHistoryState`):
+Messages are remembered by id, never by position, in the thread's private state
+(:class:`RedisChatHistoryState`): ``before_agent`` (which also decides the session) and
+``before_model`` record the state's messages not stored yet as *pending*, so another
+middleware's summary or trim cannot take one away; ``wrap_model_call`` gives the model
+the system prompt, the stored window (``get_messages(window, whole_turns=True)``, shown
+as the state has its messages: an ``update_state`` edit is seen, a removal is not), then
+the request's messages the window does not hold; ``after_agent`` appends the pending
+messages with a script that skips those already at the history's tail (a re-run after a
+crash or a cancellation between that write and the checkpoint).
 
-- ``before_agent`` decides the session before anything is read or written, and records
-  the state's messages that are not stored yet (the run's input) as *pending*;
-- ``before_model`` records the messages added since (the tools' results), so another
-  middleware's summary or trim cannot take one away before it is stored;
-- ``wrap_model_call``: the model sees the system prompt, the stored window
-  (:meth:`~redis_chat_history.RedisChatMessageHistory.get_messages` with
-  ``whole_turns=True``), then the request's messages that the window does not hold
-  and that are not stored. A window message the thread's state holds is shown as the
-  state has it (an ``update_state`` edit), one removed from the state by
-  ``update_state`` is left out. The window never enters the graph state;
-- ``after_agent`` appends every pending message, as the state last had it, with a
-  script that skips the ones already at the history's tail (a re-run after a crash or
-  a cancellation between this write and the checkpoint), then records their ids as
-  stored.
-
-The stored conversation is an append-only record: a message is stored once, when the
-run that added it ends; ``RemoveMessage``, edits and summaries change the state and what
-the model sees, never what is stored. A run that raises never reaches ``after_agent``, so
-it stores nothing, provided no other middleware's ``after_agent`` runs after this one's:
-LangChain runs them last to first, so put this middleware first in ``middleware=[...]``
-(:meth:`RedisChatHistoryMiddleware.check_order` tells).
-
+The stored conversation is append-only: ``RemoveMessage``, edits and summaries change the
+state and what the model sees, never what is stored. A run that raises stores nothing,
+provided no other middleware's ``after_agent`` runs after this one's: LangChain runs them
+last to first, so put this middleware first (:meth:`RedisChatHistoryMiddleware.check_order`).
 The async hooks (``ainvoke``, ``astream``) make only asyncio Redis calls.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Annotated, Any, Optional, TypeAlias, cast
 
 from langchain_core.messages import AIMessage, AnyMessage, BaseMessage
@@ -73,6 +62,14 @@ except ImportError as error:  # pragma: no cover - depends on the installed extr
 if TYPE_CHECKING:  # not in every langchain 1.x release: needed for annotations only
     from langchain.agents.middleware.types import ExtendedModelResponse
 
+from redis_chat_history.agent_state import (
+    SESSION_KEY,
+    hidden_update,
+    model_messages,
+    record_update,
+    stored_update,
+    to_store,
+)
 from redis_chat_history.codec import encode_messages
 from redis_chat_history.errors import InvalidArgumentError, InvalidArgumentTypeError
 from redis_chat_history.execution import arun, run
@@ -83,14 +80,6 @@ from redis_chat_history.settings import validate_session_id
 from redis_chat_history.store import RedisChatStore
 
 __all__ = ["RedisChatHistoryMiddleware", "RedisChatHistoryState"]
-
-#: The private state keys (never shown to the model, never in the agent's output schema).
-SESSION_KEY = "redis_history_session"
-STORED_IDS_KEY = "redis_history_stored_ids"
-PENDING_KEY = "redis_history_pending"
-HIDDEN_KEY = "redis_history_hidden"
-#: Checkpoints written before ids were kept: how many of the first messages are stored.
-STORED_KEY = "redis_history_stored"
 
 SessionSource: TypeAlias = "str | Callable[[Runtime[Any]], Any] | None"
 ModelResult: TypeAlias = "ModelResponse[Any] | AIMessage | ExtendedModelResponse[Any]"
@@ -136,81 +125,6 @@ def _current_config() -> RunnableConfig | None:
         return get_config()
     except RuntimeError:  # outside a run, or an async node on Python 3.10
         return None
-
-
-# -- the bookkeeping: plain functions of the state -------------------------------------
-def _is_summary(message: BaseMessage) -> bool:
-    """SummarizationMiddleware's summary: what the model sees, not what was said."""
-    return message.additional_kwargs.get("lc_source") == "summarization"
-
-
-def _stored_ids(state: Mapping[str, Any]) -> list[str]:
-    ids = state.get(STORED_IDS_KEY)
-    if ids is not None:
-        return list(ids)
-    legacy = state.get(STORED_KEY, 0)  # a thread checkpointed by an earlier release
-    return [m.id for m in state["messages"][:legacy] if m.id is not None]
-
-
-def _pending(state: Mapping[str, Any]) -> list[BaseMessage]:
-    return list(state.get(PENDING_KEY) or [])
-
-
-def _newly_pending(state: Mapping[str, Any]) -> list[BaseMessage]:
-    """The state's messages neither stored nor pending yet (a summary is neither)."""
-    known = {*_stored_ids(state), *(m.id for m in _pending(state))}
-    return [m for m in state["messages"] if m.id not in known and not _is_summary(m)]
-
-
-def _record_update(state: Mapping[str, Any]) -> dict[str, Any] | None:
-    new = _newly_pending(state)
-    return {PENDING_KEY: [*_pending(state), *new]} if new else None
-
-
-def _hidden_update(state: Mapping[str, Any]) -> dict[str, Any]:
-    """Stored messages that left the state since the last run: hidden from the window."""
-    present = {m.id for m in state["messages"]}
-    stored = _stored_ids(state)
-    gone = [i for i in stored if i not in present]
-    if not gone:
-        return {}
-    hidden = [*(state.get(HIDDEN_KEY) or []), *gone]
-    return {HIDDEN_KEY: hidden, STORED_IDS_KEY: [i for i in stored if i in present]}
-
-
-def _with_id(message: BaseMessage) -> BaseMessage:
-    if message.id is not None:
-        return message
-    return message.model_copy(update={"id": str(uuid.uuid4())})
-
-
-def _to_store(state: Mapping[str, Any]) -> list[BaseMessage]:
-    """Every pending message, as the state last had it (an edit before it was stored)."""
-    latest = {m.id: m for m in state["messages"]}
-    batch = [*_pending(state), *_newly_pending(state)]
-    return [_with_id(latest.get(m.id, m)) for m in batch]
-
-
-def _stored_update(session: str, state: Mapping[str, Any], batch: list[BaseMessage]) -> Any:
-    stored = {*_stored_ids(state), *(m.id for m in batch)}
-    ids = [m.id for m in state["messages"] if m.id in stored]
-    return {SESSION_KEY: session, STORED_IDS_KEY: ids, PENDING_KEY: []}
-
-
-def _model_messages(
-    state: Mapping[str, Any], requested: Sequence[BaseMessage], window: list[BaseMessage]
-) -> list[BaseMessage]:
-    """The window (as the state has its messages), then what it lacks of this run."""
-    latest = {m.id: m for m in state["messages"]}
-    hidden = set(state.get(HIDDEN_KEY) or [])
-    shown = [latest.get(m.id, m) for m in window if m.id is None or m.id not in hidden]
-    in_window = {m.id for m in window if m.id is not None}
-    skip = in_window | set(_stored_ids(state))
-    current = [m for m in requested if m.id is None or m.id not in skip]
-    # this run's messages that other middleware took out of the request (a summary)
-    asked = {m.id for m in requested}
-    taken = [m for m in _pending(state) if m.id not in asked and m.id not in in_window]
-    return [*shown, *taken, *current]
 
 
 class RedisChatHistoryMiddleware(AgentMiddleware[RedisChatHistoryState, Any, Any]):
@@ -319,17 +233,26 @@ class RedisChatHistoryMiddleware(AgentMiddleware[RedisChatHistoryState, Any, Any
 
     @staticmethod
     def _model_request(request: ModelRequest[Any], window: list[BaseMessage]) -> ModelRequest[Any]:
-        messages = _model_messages(request.state, request.messages, window)
+        messages = model_messages(request.state, request.messages, window)
         return request.override(messages=cast("list[AnyMessage]", messages))
 
-    @staticmethod
-    def _append_plan(history: RedisChatMessageHistory, batch: list[BaseMessage]) -> Plan[Appended]:
-        settings = history.settings
-        encoded = encode_messages(batch, compress=settings.compress)
-        ids = [cast("str", m.id) for m in batch]
-        return append_unstored_plan(
-            history.key, ids, encoded, ttl=settings.ttl, max_messages=settings.max_messages
-        )
+    def _write(
+        self, state: Mapping[str, Any], runtime: Runtime[Any], config: RunnableConfig | None
+    ) -> tuple[RedisChatMessageHistory, Plan[Appended] | None, dict[str, Any]]:
+        """The history, the append of the run's pending messages (None: nothing), the update."""
+        session = self._session(state, runtime, config)
+        history = self.store.history(session)
+        batch = to_store(state)
+        plan = None
+        if batch:
+            # the history's settings; executed with its provider (as its own writes are)
+            settings = history.settings
+            encoded = encode_messages(batch, compress=settings.compress)
+            ids = [cast("str", m.id) for m in batch]
+            plan = append_unstored_plan(
+                history.key, ids, encoded, ttl=settings.ttl, max_messages=settings.max_messages
+            )
+        return history, plan, stored_update(session, state, batch)
 
     # -- sync hooks -------------------------------------------------------------------
     def before_agent(
@@ -340,15 +263,15 @@ class RedisChatHistoryMiddleware(AgentMiddleware[RedisChatHistoryState, Any, Any
     ) -> dict[str, Any] | None:
         """Decide the session before anything is read or written; record the input."""
         session = self.session_of(runtime, config if config is not None else _current_config())
-        update = _hidden_update(state)
+        update = hidden_update(state)
         if state.get(SESSION_KEY) != session:
             update[SESSION_KEY] = session
-        recorded = _record_update({**state, **update})
+        recorded = record_update({**state, **update})
         return {**update, **(recorded or {})} or None
 
     def before_model(self, state: RedisChatHistoryState, runtime: Runtime[Any]) -> Any:
         """Record what the tools added, before other middleware may summarize it away."""
-        return _record_update(state)
+        return record_update(state)
 
     def wrap_model_call(
         self,
@@ -367,12 +290,10 @@ class RedisChatHistoryMiddleware(AgentMiddleware[RedisChatHistoryState, Any, Any
         config: Optional[RunnableConfig] = None,  # noqa: UP045
     ) -> dict[str, Any] | None:
         """Append the run's messages in one atomic write (skipping any already at the tail)."""
-        session = self._session(state, runtime, config)
-        batch = _to_store(state)
-        if batch:
-            history = self.store.history(session)
-            run(history._provider, self._append_plan(history, batch), history.settings.wait)
-        return cast("dict[str, Any]", _stored_update(session, state, batch))
+        history, plan, update = self._write(state, runtime, config)
+        if plan is not None:
+            run(history._provider, plan, history.settings.wait)
+        return update
 
     # -- async hooks (asyncio Redis calls only) ---------------------------------------
     async def abefore_agent(
@@ -386,7 +307,7 @@ class RedisChatHistoryMiddleware(AgentMiddleware[RedisChatHistoryState, Any, Any
 
     async def abefore_model(self, state: RedisChatHistoryState, runtime: Runtime[Any]) -> Any:
         """Async :meth:`before_model` (no I/O)."""
-        return _record_update(state)
+        return record_update(state)
 
     async def awrap_model_call(
         self,
@@ -405,10 +326,7 @@ class RedisChatHistoryMiddleware(AgentMiddleware[RedisChatHistoryState, Any, Any
         config: Optional[RunnableConfig] = None,  # noqa: UP045
     ) -> dict[str, Any] | None:
         """Async :meth:`after_agent`."""
-        session = self._session(state, runtime, config)
-        batch = _to_store(state)
-        if batch:
-            history = self.store.history(session)
-            plan = self._append_plan(history, batch)
+        history, plan, update = self._write(state, runtime, config)
+        if plan is not None:
             await arun(history._provider, plan, history.settings.wait)
-        return cast("dict[str, Any]", _stored_update(session, state, batch))
+        return update
