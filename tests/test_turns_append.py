@@ -17,6 +17,7 @@ from redis_chat_history.codec import encode_messages
 from redis_chat_history.execution import run
 from redis_chat_history.operations import (
     APPEND_UNSTORED,
+    ID_REACH_MARGIN,
     TAIL_SLACK,
     WRITER,
     Appended,
@@ -65,6 +66,8 @@ def test_plan_is_one_script_call_with_ids_needles_and_elements() -> None:
         "a1",
         b'"id":"q1"',
         b'"id":"a1"',
+        len(encoded[0]) - encoded[0].rfind(b'"id":"q1"') + ID_REACH_MARGIN,
+        len(encoded[1]) - encoded[1].rfind(b'"id":"a1"') + ID_REACH_MARGIN,
         *encoded,
     )
     assert plan.writes and plan.idempotent
@@ -81,13 +84,15 @@ def test_plan_refuses_ids_that_do_not_match_the_batch() -> None:
 
 def test_needle_is_spelled_as_the_element_spells_the_id() -> None:
     (compact,) = encode_messages([HumanMessage("hi", id="é/1")])
-    assert id_needle("é/1", compact) == '"id":"é/1"'.encode()
+    tail = len(compact) - compact.rfind('"id":"é/1"'.encode())
+    assert id_needle("é/1", compact) == ('"id":"é/1"'.encode(), tail + ID_REACH_MARGIN)
     # what orjson cannot write exactly goes through the stdlib: ASCII, with spaces
     big = HumanMessage("hi", id="é/1", additional_kwargs={"n": 2**70})
     (spaced,) = encode_messages([big])
-    assert id_needle("é/1", spaced) == b'"id": "\\u00e9/1"'
+    assert id_needle("é/1", spaced)[0] == b'"id": "\\u00e9/1"'
+    # a compressed element is found by its bytes; its needle reaches everywhere
     (packed,) = encode_messages([HumanMessage("long " * 40, id="m1")], compress=True)
-    assert packed[:1] == b"x" and id_needle("m1", packed) == b'"id":"m1"'
+    assert packed[:1] == b"x" and id_needle("m1", packed) == (b'"id":"m1"', 0)
 
 
 # -- on every server ---------------------------------------------------------------------
@@ -106,9 +111,9 @@ def test_found_behind_other_writers_up_to_the_slack(redis_url: str) -> None:
     append(history, turn(1))
     others = [HumanMessage(f"other {n}", id=f"o{n}") for n in range(TAIL_SLACK)]
     history.add_messages(others)
-    assert append(history, [*turn(1), *turn(2)]) == Appended(20, 2)
+    assert append(history, [*turn(1), *turn(2)]) == Appended(4 + TAIL_SLACK, 2)
     assert history.messages == [*turn(1), *others, *turn(2)]
-    # further back than n + TAIL_SLACK elements it is not looked for
+    # further back than 1 + TAIL_SLACK elements it is not looked for
     history.add_messages([HumanMessage("one more", id="o-last")])
     assert append(history, turn(2)).already_stored == 2  # the newest are still found
     assert append(history, turn(1)).already_stored == 0

@@ -75,6 +75,7 @@ from redis_chat_history.operations.transfer import (
 )
 from redis_chat_history.operations.turns import (
     APPEND_UNSTORED,
+    ID_REACH_MARGIN,
     TAIL_SLACK,
     TURN_CHUNK,
     TURN_WINDOW,
@@ -94,6 +95,7 @@ __all__ = [
     "DELETE",
     "DELETE_LAST",
     "EXPIRE",
+    "ID_REACH_MARGIN",
     "MAX_EXPIRE_MS",
     "MAX_EXPIRE_SECONDS",
     "MAX_MESSAGES",
