@@ -5,6 +5,8 @@ server sends and cut the client's connection: the command ran, the client never 
 With ``hold=True`` it also stops forwarding what clients send (on every connection, new
 ones too, past their set-up) until ``release()``: the client's re-send waits in the
 proxy while the test does other things, then reaches the server late.
+``hold_replies()`` keeps what the server sends in the proxy until ``release_replies()``:
+the command ran, its reply is in flight.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ class ReplyDroppingProxy:
         self._hold_after_drop = False
         self._open = threading.Event()
         self._open.set()
+        self._replies_open = threading.Event()
+        self._replies_open.set()
         self._listener = socket.create_server(("127.0.0.1", self.port))
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
@@ -53,6 +57,13 @@ class ReplyDroppingProxy:
     def release(self) -> None:
         """Forward every held request now, and everything after it."""
         self._open.set()
+
+    def hold_replies(self) -> None:
+        """Keep every reply from now on in the proxy (the commands still run)."""
+        self._replies_open.clear()
+
+    def release_replies(self) -> None:
+        self._replies_open.set()
 
     def _accept(self) -> None:
         while not self._closed:
@@ -81,6 +92,7 @@ class ReplyDroppingProxy:
                 if replies:
                     with self._lock:
                         self.replies += 1
+                    self._replies_open.wait()
                 if replies and self._drop.is_set():
                     self._drop.clear()
                     if self._hold_after_drop:
@@ -103,6 +115,7 @@ class ReplyDroppingProxy:
     def close(self) -> None:
         self._closed = True
         self._open.set()
+        self._replies_open.set()
         self._listener.close()
         with self._lock:
             for sock in self._sockets:

@@ -17,20 +17,20 @@ Example::
     agent.invoke({"messages": [{"role": "user", "content": "hi"}]},
                  {"configurable": {"thread_id": "user-42"}})
 
-The hooks:
+Messages are remembered by id, never by position, in the thread's private state
+(:class:`RedisChatHistoryState`): ``before_agent`` (which also decides the session) and
+``before_model`` record the state's messages not stored yet as *pending*, so another
+middleware's summary or trim cannot take one away; ``wrap_model_call`` gives the model
+the system prompt, the stored window (``get_messages(window, whole_turns=True)``, shown
+as the state has its messages: an ``update_state`` edit is seen, a removal is not), then
+the request's messages the window does not hold; ``after_agent`` appends the pending
+messages with a script that skips those already at the history's tail (a re-run after a
+crash or a cancellation between that write and the checkpoint).
 
-- ``before_agent``: decides the session (see :meth:`RedisChatHistoryMiddleware.session_of`)
-  before anything is read or written, and keeps it in the thread's private state;
-- ``wrap_model_call``: the model sees the system prompt, the stored window
-  (:meth:`~redis_chat_history.RedisChatMessageHistory.get_messages` with
-  ``whole_turns=True``), then this run's messages. The window never enters the graph
-  state, so results and streams carry only this run's messages;
-- ``after_agent``: appends every message of the state not stored yet, and records how
-  many of the state's messages are stored (a private per-thread count). With a
-  checkpointer the state holds earlier turns: the count keeps them from being stored
-  again, also when a run is interrupted and resumed. A run that raises never reaches
-  ``after_agent``, so it stores nothing.
-
+The stored conversation is append-only: ``RemoveMessage``, edits and summaries change the
+state and what the model sees, never what is stored. A run that raises stores nothing,
+provided no other middleware's ``after_agent`` runs after this one's: LangChain runs them
+last to first, so put this middleware first (:meth:`RedisChatHistoryMiddleware.check_order`).
 The async hooks (``ainvoke``, ``astream``) make only asyncio Redis calls.
 """
 
@@ -62,17 +62,24 @@ except ImportError as error:  # pragma: no cover - depends on the installed extr
 if TYPE_CHECKING:  # not in every langchain 1.x release: needed for annotations only
     from langchain.agents.middleware.types import ExtendedModelResponse
 
+from redis_chat_history.agent_state import (
+    SESSION_KEY,
+    hidden_update,
+    model_messages,
+    record_update,
+    stored_update,
+    to_store,
+)
+from redis_chat_history.codec import encode_messages
 from redis_chat_history.errors import InvalidArgumentError, InvalidArgumentTypeError
+from redis_chat_history.execution import arun, run
 from redis_chat_history.history import RedisChatMessageHistory
-from redis_chat_history.operations import MAX_MESSAGES, check_int
+from redis_chat_history.operations import MAX_MESSAGES, Plan, check_int
+from redis_chat_history.operations.turns import Appended, append_unstored_plan
 from redis_chat_history.settings import validate_session_id
 from redis_chat_history.store import RedisChatStore
 
 __all__ = ["RedisChatHistoryMiddleware", "RedisChatHistoryState"]
-
-#: The private state keys (never shown to the model, never in the agent's output schema).
-SESSION_KEY = "redis_history_session"
-STORED_KEY = "redis_history_stored"
 
 SessionSource: TypeAlias = "str | Callable[[Runtime[Any]], Any] | None"
 ModelResult: TypeAlias = "ModelResponse[Any] | AIMessage | ExtendedModelResponse[Any]"
@@ -83,7 +90,14 @@ class RedisChatHistoryState(AgentState[Any]):
 
     #: The session the thread's messages are stored in.
     redis_history_session: NotRequired[Annotated[str, PrivateStateAttr]]
-    #: How many of the state's messages (from the first) are stored in that session.
+    #: Ids of the state's messages that are stored (only those still in the state).
+    redis_history_stored_ids: NotRequired[Annotated[list[str], PrivateStateAttr]]
+    #: Messages recorded to be stored when the run ends, oldest first.
+    redis_history_pending: NotRequired[Annotated[list[AnyMessage], PrivateStateAttr]]
+    #: Ids of stored messages removed from the state between runs: the model no longer
+    #: sees them in the window (the record keeps them).
+    redis_history_hidden: NotRequired[Annotated[list[str], PrivateStateAttr]]
+    #: Read from checkpoints written before ids were kept; no longer written.
     redis_history_stored: NotRequired[Annotated[int, PrivateStateAttr]]
 
 
@@ -115,6 +129,9 @@ def _current_config() -> RunnableConfig | None:
 
 class RedisChatHistoryMiddleware(AgentMiddleware[RedisChatHistoryState, Any, Any]):
     """Memory for ``create_agent``: a Redis chat history read as a window, appended per run.
+
+    Put it first in ``middleware=[...]``: its ``after_agent`` then runs last, so a run
+    that another middleware's ``after_agent`` makes raise stores nothing.
 
     Args:
         store: the :class:`~redis_chat_history.RedisChatStore` holding the sessions (its
@@ -179,6 +196,29 @@ class RedisChatHistoryMiddleware(AgentMiddleware[RedisChatHistoryState, Any, Any
             "'session_id' or 'thread_id' in config['configurable']"
         )
 
+    def check_order(self, agent: Any) -> None:
+        """Raise ``ValueError`` when another middleware's ``after_agent`` runs after this one's.
+
+        LangChain runs ``after_agent`` hooks from the last middleware of the list to the
+        first; one that runs after this middleware's write and raises leaves a raising
+        run whose messages are stored. Call it on the compiled agent.
+
+        Example::
+
+            agent = create_agent(model, tools, middleware=[memory, guard])
+            memory.check_order(agent)  # fine: memory's after_agent is the last step
+        """
+        node = f"{self.name}.after_agent"
+        after = sorted(
+            {edge.target for edge in agent.get_graph().edges if edge.source == node} - {"__end__"}
+        )
+        if after:
+            names = ", ".join(target.split(".")[0] for target in after)
+            raise InvalidArgumentError(
+                f"{names} runs its after_agent after {self.name} stored the run: a run it "
+                f"makes raise is stored anyway; put {self.name} first in middleware=[...]"
+            )
+
     def _session(
         self, state: Mapping[str, Any], runtime: Runtime[Any], config: RunnableConfig | None
     ) -> str:
@@ -192,21 +232,27 @@ class RedisChatHistoryMiddleware(AgentMiddleware[RedisChatHistoryState, Any, Any
         return self.store.history(self._session(state, runtime, None))
 
     @staticmethod
-    def _unstored(state: Mapping[str, Any]) -> list[AnyMessage]:
-        messages: list[AnyMessage] = state["messages"]
-        return messages[state.get(STORED_KEY, 0) :]
+    def _model_request(request: ModelRequest[Any], window: list[BaseMessage]) -> ModelRequest[Any]:
+        messages = model_messages(request.state, request.messages, window)
+        return request.override(messages=cast("list[AnyMessage]", messages))
 
-    def _model_request(
-        self, request: ModelRequest[Any], window: list[BaseMessage]
-    ) -> ModelRequest[Any]:
-        """The stored window, then the run's messages (the stored ones of the state left out)."""
-        state = request.state
-        stored_ids = {message.id for message in state["messages"][: state.get(STORED_KEY, 0)]}
-        current = [m for m in request.messages if m.id is None or m.id not in stored_ids]
-        return request.override(messages=cast("list[AnyMessage]", [*window, *current]))
-
-    def _stored_update(self, session: str, state: Mapping[str, Any]) -> dict[str, Any]:
-        return {SESSION_KEY: session, STORED_KEY: len(state["messages"])}
+    def _write(
+        self, state: Mapping[str, Any], runtime: Runtime[Any], config: RunnableConfig | None
+    ) -> tuple[RedisChatMessageHistory, Plan[Appended] | None, dict[str, Any]]:
+        """The history, the append of the run's pending messages (None: nothing), the update."""
+        session = self._session(state, runtime, config)
+        history = self.store.history(session)
+        batch = to_store(state)
+        plan = None
+        if batch:
+            # the history's settings; executed with its provider (as its own writes are)
+            settings = history.settings
+            encoded = encode_messages(batch, compress=settings.compress)
+            ids = [cast("str", m.id) for m in batch]
+            plan = append_unstored_plan(
+                history.key, ids, encoded, ttl=settings.ttl, max_messages=settings.max_messages
+            )
+        return history, plan, stored_update(session, state, batch)
 
     # -- sync hooks -------------------------------------------------------------------
     def before_agent(
@@ -215,11 +261,17 @@ class RedisChatHistoryMiddleware(AgentMiddleware[RedisChatHistoryState, Any, Any
         runtime: Runtime[Any],
         config: Optional[RunnableConfig] = None,  # noqa: UP045 (langgraph injects this spelling)
     ) -> dict[str, Any] | None:
-        """Decide the session before anything is read or written."""
+        """Decide the session before anything is read or written; record the input."""
         session = self.session_of(runtime, config if config is not None else _current_config())
-        if state.get(SESSION_KEY) == session:
-            return None
-        return {SESSION_KEY: session}
+        update = hidden_update(state)
+        if state.get(SESSION_KEY) != session:
+            update[SESSION_KEY] = session
+        recorded = record_update({**state, **update})
+        return {**update, **(recorded or {})} or None
+
+    def before_model(self, state: RedisChatHistoryState, runtime: Runtime[Any]) -> Any:
+        """Record what the tools added, before other middleware may summarize it away."""
+        return record_update(state)
 
     def wrap_model_call(
         self,
@@ -237,12 +289,11 @@ class RedisChatHistoryMiddleware(AgentMiddleware[RedisChatHistoryState, Any, Any
         runtime: Runtime[Any],
         config: Optional[RunnableConfig] = None,  # noqa: UP045
     ) -> dict[str, Any] | None:
-        """Append the run's messages in one atomic write."""
-        session = self._session(state, runtime, config)
-        new = self._unstored(state)
-        if new:
-            self.store.history(session).add_messages(new)
-        return self._stored_update(session, state)
+        """Append the run's messages in one atomic write (skipping any already at the tail)."""
+        history, plan, update = self._write(state, runtime, config)
+        if plan is not None:
+            run(history._provider, plan, history.settings.wait)
+        return update
 
     # -- async hooks (asyncio Redis calls only) ---------------------------------------
     async def abefore_agent(
@@ -253,6 +304,10 @@ class RedisChatHistoryMiddleware(AgentMiddleware[RedisChatHistoryState, Any, Any
     ) -> dict[str, Any] | None:
         """Async :meth:`before_agent` (no I/O)."""
         return self.before_agent(state, runtime, config)
+
+    async def abefore_model(self, state: RedisChatHistoryState, runtime: Runtime[Any]) -> Any:
+        """Async :meth:`before_model` (no I/O)."""
+        return record_update(state)
 
     async def awrap_model_call(
         self,
@@ -271,8 +326,7 @@ class RedisChatHistoryMiddleware(AgentMiddleware[RedisChatHistoryState, Any, Any
         config: Optional[RunnableConfig] = None,  # noqa: UP045
     ) -> dict[str, Any] | None:
         """Async :meth:`after_agent`."""
-        session = self._session(state, runtime, config)
-        new = self._unstored(state)
-        if new:
-            await self.store.history(session).aadd_messages(new)
-        return self._stored_update(session, state)
+        history, plan, update = self._write(state, runtime, config)
+        if plan is not None:
+            await arun(history._provider, plan, history.settings.wait)
+        return update
