@@ -33,14 +33,7 @@ from redis_chat_history import (
 )
 from redis_chat_history import execution as execution_module
 from redis_chat_history.codec import encode_message
-from redis_chat_history.operations import (
-    APPEND,
-    DELETE,
-    DELETE_LAST,
-    EXPIRE,
-    REPLACE,
-    append_plan,
-)
+from redis_chat_history.operations import WRITES, append_plan
 from redis_chat_history.writers import WriterToken
 from tests.proxy import ReplyDroppingProxy
 from tests.servers import Cluster, RedisProcess, find_binaries, wait_until
@@ -58,8 +51,8 @@ def proxy(redis7: RedisProcess) -> Iterator[ReplyDroppingProxy]:
     write's own, not a NOSCRIPT)."""
     client = redis7.client()
     try:
-        for script in (APPEND, DELETE_LAST, REPLACE, DELETE, EXPIRE):
-            client.script_load(script.source)
+        for write in WRITES.values():
+            client.script_load(write.script.source)
     finally:
         client.close()
     proxy = ReplyDroppingProxy(redis7.port)
