@@ -26,8 +26,9 @@ code every such script shares, so a script says only what it decides and what it
   unless it is a re-send (the flag): an earlier copy may still arrive, and must find it
   recorded (it is, and ``apply`` is skipped all the same).
   Reads use ``redis.pcall`` and ``if failed(x) then return refused(x) end``: a command this
-  user may not run stops the script with an ``RCHPLAIN`` error before anything changed
-  (execution then switches to the write's plain twin), WRONGTYPE is passed on. ``undo()``
+  user may not run (NOPERM) stops the script with an ``RCHPLAIN`` error before anything
+  changed (execution then switches to the write's plain twin); any other error (WRONGTYPE,
+  OOM, READONLY) is passed on as it is, an error of that call. ``undo()``
   removes this write's record (for an ``apply`` refused by the server, e.g. WRONGTYPE).
 
 Example, declaring a new write (the plan goes next to its plain twin; its line in
@@ -105,8 +106,11 @@ _RESERVED = frozenset(
 _PRELUDE = """
 local function failed(reply) return type(reply) == 'table' and reply.err ~= nil end
 local function refused(reply)
-  if string.sub(reply.err, 1, 9) == 'WRONGTYPE' then return redis.error_reply(reply.err) end
-  return redis.error_reply('RCHPLAIN ' .. reply.err)
+  local e = reply.err
+  if string.find(e, 'NOPERM', 1, true) or string.find(e, "can't run", 1, true) then
+    return redis.error_reply('RCHPLAIN ' .. e)
+  end
+  return redis.error_reply(e)
 end
 local writer, seq, window = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local book = redis.pcall('HMGET', writers, writer, '~')
