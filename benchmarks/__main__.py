@@ -32,6 +32,7 @@ from benchmarks.report import (
 )
 from benchmarks.scenarios import FULL, QUICK, Bench
 from benchmarks.server import BenchServer
+from benchmarks.server_time import measure_server_time, server_time_text
 from benchmarks.targets import judge
 from benchmarks.workload import Workload
 
@@ -88,6 +89,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             measurements = [] if args.only_agents else bench.run_all(progress)
         finally:
             bench.close()
+        server_rows = []
+        if not args.only_agents:
+            progress("Redis server time per write")
+            server_rows = measure_server_time(
+                server.url,
+                workload,
+                writes=200 if args.quick else 5000,
+                repeat=1 if args.quick else sizes.repeat,
+            )
         turns = args.agent_turns or ("3" if args.quick else "20,50")
         agents = run_agent_memory(
             server.url,
@@ -97,16 +107,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     meta["load_average_at_end"] = [round(load, 2) for load in os.getloadavg()]
     meta["duration_seconds"] = round(time.perf_counter() - started, 1)
-    verdicts = ([] if args.only_agents else judge(measurements, sizes)) + agent_verdicts(agents)
+    everything = measurements + server_rows
+    verdicts = ([] if args.only_agents else judge(everything, sizes)) + agent_verdicts(agents)
     if measurements:
         print(markdown_tables(measurements))
+        print()
+        print(server_time_text(server_rows))
         print()
     print(agent_table(agents))
     print()
     print(targets_text(verdicts))
     print()
     print(machine_text(meta))
-    write_json(args.json, measurements, verdicts, meta, agent_memory=agents.as_dict())
+    write_json(args.json, everything, verdicts, meta, agent_memory=agents.as_dict())
     print(f"JSON: {args.json}")
     if args.png:
         if measurements:

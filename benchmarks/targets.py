@@ -98,7 +98,10 @@ def targets_for(sizes: Sizes) -> list[Target]:
 
     newest = f"read_newest_{sizes.newest}_of_{sizes.newest_of}"
     targets = [
-        Target("write: package time / floor time", "write_turn", share("floor"), "<=", 1.15),
+        Target("write: package time / floor time", "write_turn", share("floor"), "<=", 1.10),
+        Target("write: Redis server time, package / bare LPUSH+EXPIRE script", "server_write", share("bare_script"), "<=", 1.3),
+        Target("write: Redis server time after 1,000 writers / after 1", "server_write_bursts", share("1 writers", "1000 writers"), "<=", 2.0),
+        Target("write: client CPU, package / floor", "client_cpu_write", share("floor"), "<=", 1.10),
         Target("write: speed-up vs langchain_community", "write_turn", speedup("community"), ">=", 2.5),
         Target("request cycle: speed-up vs langchain_community", "request_cycle", speedup("community"), ">=", 3),
         Target(f"newest {sizes.newest} of {sizes.newest_of}: speed-up vs langchain_community", newest, speedup("community"), ">=", 50),

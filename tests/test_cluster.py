@@ -12,7 +12,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from redis_chat_history import RedisChatMessageHistory
 from redis_chat_history.slots import key_slot
 from tests.servers import Cluster, RedisProcess, wait_until
-from tests.writers import AsyncWriteStream, WriteStream
+from tests.write_streams import AsyncWriteStream, WriteStream
 
 
 def turn(i: int) -> list[BaseMessage]:

@@ -18,7 +18,7 @@ from langchain_core.messages import HumanMessage
 from redis_chat_history import RedisChatMessageHistory, RedisUnavailableError, RetryPolicy
 from tests.proxy import ReplyDroppingProxy
 from tests.servers import Binary, RedisProcess, wait_until
-from tests.writers import WriteStream
+from tests.write_streams import WriteStream
 
 
 @pytest.fixture

@@ -30,7 +30,6 @@ from redis_chat_history.operations import (
     expire_plan,
     expires_in_plan,
     is_companion_key,
-    oldest_window_plan,
     persist_plan,
     read_plan,
     replace_plan,
@@ -69,7 +68,6 @@ HELLO = encode_message(AIMessage("hello"))
         (lambda: expire_plan(KEY, MAX_EXPIRE_SECONDS + 1), InvalidArgumentError,
          "seconds must be <="),
         (lambda: count_plan(""), InvalidArgumentError, "non-empty str"),
-        (lambda: oldest_window_plan(KEY, -1, 10), InvalidArgumentError, "start must be >= 0"),
         (lambda: scan_plan(-1, "x*"), InvalidArgumentError, "cursor must be >= 0"),
     ],
 )  # fmt: skip
@@ -86,7 +84,6 @@ def test_reads_send_what_they_say() -> None:
     assert count_plan(KEY).commands[0].args == ("LLEN", KEY)
     # LLEN before PTTL: a key of another type is refused instead of answered for
     assert [c.args for c in expires_in_plan(KEY).commands] == [("LLEN", KEY), ("PTTL", KEY)]
-    assert oldest_window_plan(KEY, 0, 1000).commands[0].args == ("LRANGE", KEY, -1000, -1)
     assert scan_plan(0, "message_store:*").commands[0].args[-2:] == ("TYPE", "list")
     assert [c.args[0] for c in size_plan(KEY, memory=True).commands] == ["LLEN", "MEMORY"]
     assert [c.args[0] for c in size_plan(KEY, memory=False).commands] == ["LLEN"]
@@ -99,7 +96,6 @@ def test_reads_parse_replies() -> None:
     assert read_plan(KEY).parse([newest_first]) == [HumanMessage("hi"), AIMessage("hello")]
     assert expires_in_plan(KEY).parse([2, 1500]) == 1.5
     assert expires_in_plan(KEY).parse([0, -2]) is None
-    assert oldest_window_plan(KEY, 0, 2).parse([[HELLO, HI]]) == [HI, HELLO]
     assert scan_plan(0, "x*").parse([[b"17", [b"a", b"b"]]]) == (17, [b"a", b"b"])
     assert size_plan(KEY, memory=True).parse([3, 700]) == (3, 700)
 
@@ -147,7 +143,7 @@ def test_a_resent_delete_last_returns_nothing_and_removes_nothing_more() -> None
 
 
 def test_companion_keys() -> None:
-    assert writers_key(KEY).startswith(KEY + "\x00w{")
+    assert writers_key(KEY).startswith(KEY + "\x00h{")
     assert is_companion_key(writers_key(KEY)) and not is_companion_key(KEY)
     settings = Settings.build()
     with pytest.raises(InvalidArgumentError, match="names a key this package keeps"):
@@ -155,11 +151,19 @@ def test_companion_keys() -> None:
 
 
 # -- writer tokens ---------------------------------------------------------------------
-def test_writer_token_fills_three_arguments_in_place() -> None:
+def test_writer_token_fills_four_arguments_in_place_and_marks_re_sends() -> None:
     token = WriterToken("abc0", 26, 310)
     args = append_plan(KEY, [HI], ttl=None, max_messages=None).commands[0].as_eval()
     filled = token.fill(args, 5)
-    assert filled[0] == "EVAL" and filled[5:8] == ("abc0", "1a", 310) and filled[8:] == (0, 0, HI)
+    assert filled[0] == "EVAL" and filled[5:9] == ("abc0", "1a", 310, "0")
+    assert filled[9:] == (0, 0, HI)
+    assert token.fill(args, 5)[5:9] == ("abc0", "1a", 310, "1")  # every later send: a re-send
+    sha_first = WriterToken("abc0", 27, 310)
+    command = append_plan(KEY, [HI], ttl=None, max_messages=None).commands[0]
+    assert sha_first.fill(command.args, 5)[8] == "0"
+    # the EVAL after a NOSCRIPT reply is not a re-send: that EVALSHA ran nothing
+    assert sha_first.fill(command.as_eval(), 5)[8] == "0"
+    assert sha_first.fill(command.as_eval(), 5)[8] == "1"
 
 
 def test_concurrent_calls_never_share_a_writer_and_sequences_increase() -> None:

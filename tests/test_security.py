@@ -26,7 +26,8 @@ from tests.test_cli import cli
 
 #: What the library needs, and nothing else (also printed in the README).
 HISTORY_COMMANDS = (
-    "evalsha eval lrange llen lpush ltrim del expire pexpire persist pttl get set time"
+    "evalsha eval lrange llen lpush ltrim del expire pexpire persist pttl get set time "
+    "hmget hset hdel hrandfield"
 )
 STORE_COMMANDS = "scan exists rename"
 CLUSTER_COMMANDS = "cluster|slots cluster|shards command"  # topology, key positions

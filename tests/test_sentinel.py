@@ -16,7 +16,7 @@ from redis_chat_history import (
     RetryPolicy,
 )
 from tests.servers import SentinelGroup, wait_until
-from tests.writers import WriteStream
+from tests.write_streams import WriteStream
 
 RETRY = RetryPolicy(attempts=3, backoff_base=0.05, backoff_cap=0.3, connect_timeout=1)
 

@@ -43,6 +43,7 @@ AWKWARD_IDS = [
     "{user-1}:chat",
     "\x00",
     "a\x00w",
+    "a\x00h",
     "a\x00i{",
     "é{ü",
 ]
@@ -54,7 +55,7 @@ def slot(key: str) -> int:
 
 # Session ids of any text (NULs, braces, surrogates excluded by the utf-8 codec).
 session_ids = st.text(
-    alphabet=st.one_of(st.sampled_from("{}\x00wis"), st.characters(codec="utf-8")),
+    alphabet=st.one_of(st.sampled_from("{}\x00hwis"), st.characters(codec="utf-8")),
     min_size=1,
     max_size=24,
 )
@@ -94,7 +95,9 @@ def test_is_companion_key_is_exact() -> None:
     assert is_companion_key(staging.replace("0123", "0124"))  # any run id
     assert not is_companion_key(staging.replace("0123", "012g"))  # run ids are hex
     assert not is_companion_key(staging.replace("0123", "123"))  # of 16 digits
-    assert writers == key + "\x00w{4048}"  # the id the issue tried: refused below
+    assert writers == key + "\x00h{4048}"
+    # the string writers key of earlier versions is still recognised (it may linger a window)
+    assert is_companion_key(key + "\x00w{4048}")
     with pytest.raises(ValueError):
         companion_key(key, STAGING)  # a staging key needs a run id
     with pytest.raises(ValueError):
@@ -113,8 +116,8 @@ def test_a_session_id_naming_a_companion_key_is_refused() -> None:
     ):
         with pytest.raises(InvalidArgumentError, match="names a key"):
             store.history(companion[len(PREFIX) :])
-    store.history("alice\x00w")  # not a companion: allowed
-    store.history("alice\x00w{4048}x")
+    store.history("alice\x00h")  # not a companion: allowed
+    store.history("alice\x00h{4048}x")
 
 
 def test_import_refuses_a_line_whose_session_id_is_a_companion_key() -> None:
@@ -147,7 +150,10 @@ def test_every_operation_on_the_cluster_with_awkward_ids(cluster_url: str) -> No
 
     out = io.BytesIO()
     result = big_store.export(out, AWKWARD_IDS)
-    assert (result.sessions, result.messages) == (len(AWKWARD_IDS), 3 * 13 + 2503)
+    assert (result.sessions, result.messages) == (
+        len(AWKWARD_IDS),
+        3 * (len(AWKWARD_IDS) - 1) + 2503,
+    )
     imported = restored.import_(io.BytesIO(out.getvalue()))
     assert imported.sessions_written == len(AWKWARD_IDS)
     copied = big_store.copy_to(other, AWKWARD_IDS)

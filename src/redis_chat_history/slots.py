@@ -50,14 +50,17 @@ from redis.crc import key_slot as _redis_key_slot
 
 SLOTS = REDIS_CLUSTER_HASH_SLOTS
 
-#: Companion kinds: the writers key (writer tokens), an import's staging list, an
-#: export's snapshot.
-WRITERS = "w"
+#: Companion kinds: the writers key (writer tokens: a hash, one field per writer), an
+#: import's staging list, an export's snapshot.
+WRITERS = "h"
 STAGING = "i"
 SNAPSHOT = "s"
+#: The writers key of versions before the hash (a string; it expires within its window):
+#: still recognised as a companion key, never written.
+LEGACY_WRITERS = "w"
 #: Kinds that carry a run id (several runs may work on one history at once).
 _WITH_RUN_ID = frozenset({STAGING, SNAPSHOT})
-_KINDS = frozenset({WRITERS, *_WITH_RUN_ID})
+_KINDS = frozenset({WRITERS, LEGACY_WRITERS, *_WITH_RUN_ID})
 RUN_ID_LENGTH = 16
 _HEX = frozenset("0123456789abcdef")
 #: Length of the hex digits that fix the CRC of a key whose ``{`` opens no usable tag.

@@ -6,8 +6,9 @@ turns the replies into the result. :mod:`redis_chat_history.execution` runs a pl
 with a sync or an asyncio client; the plans themselves are tested without a server.
 
 - :mod:`.plans`: the shape (Plan, Command, Script, WRITER) and argument checks;
-- :mod:`.history`: one history's reads and writes (Lua scripts with writer tokens) and
-  the store's listing;
+- :mod:`.scripts`: the builder of write scripts (exactly-once prelude, named arguments,
+  recorded results) and the registry of every write operation;
+- :mod:`.messages`: one history's reads and writes, and the store's listing;
 - :mod:`.transfer_plans`: export, import and copy (staging lists, commits, snapshots);
 - :mod:`.turns`: turn-aligned windows (``get_messages(whole_turns=True)``, agent memory).
 
@@ -18,7 +19,7 @@ Example::
     ('LRANGE', 'message_store:s1', 0, 19)
 """
 
-from redis_chat_history.operations.history import (
+from redis_chat_history.operations.messages import (
     APPEND,
     DELETE,
     DELETE_LAST,
@@ -30,9 +31,7 @@ from redis_chat_history.operations.history import (
     delete_plan,
     expire_plan,
     expires_in_plan,
-    oldest_window_plan,
     persist_plan,
-    pttl_plan,
     read_plan,
     replace_plan,
     scan_plan,
@@ -54,6 +53,14 @@ from redis_chat_history.operations.plans import (
     check_key,
     check_optional,
     single_reply,
+)
+from redis_chat_history.operations.scripts import (
+    WRITES,
+    Write,
+    WriteScript,
+    plain_write,
+    register,
+    write_script,
 )
 from redis_chat_history.operations.transfer_plans import (
     COMMIT,
@@ -109,12 +116,15 @@ __all__ = [
     "TURN_CHUNK",
     "TURN_WINDOW",
     "WRITER",
+    "WRITES",
     "Appended",
     "Command",
     "Plan",
     "Script",
     "Snapshot",
     "TurnWindow",
+    "Write",
+    "WriteScript",
     "append_plan",
     "append_unstored_plan",
     "batch_plan",
@@ -134,10 +144,10 @@ __all__ = [
     "from_first_turn",
     "id_needle",
     "is_companion_key",
-    "oldest_window_plan",
     "persist_plan",
-    "pttl_plan",
+    "plain_write",
     "read_plan",
+    "register",
     "replace_plan",
     "scan_plan",
     "single_reply",
@@ -149,5 +159,6 @@ __all__ = [
     "staging_key",
     "turn_window_plan",
     "type_plan",
+    "write_script",
     "writers_key",
 ]

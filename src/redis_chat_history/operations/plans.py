@@ -46,14 +46,15 @@ class Script:
 
 
 class _WriterToken:
-    """Placeholder in a script's arguments for the writer token (three arguments)."""
+    """Placeholder in a script's arguments for the writer token (four arguments)."""
 
     def __repr__(self) -> str:
         return "WRITER"
 
 
-#: Stands for ``writer id, sequence number, window seconds`` in a script call's arguments;
-#: :mod:`redis_chat_history.execution` fills them in (see :mod:`redis_chat_history.writers`).
+#: Stands for ``writer id, sequence number, window seconds, re-send flag`` in a script
+#: call's arguments; :mod:`redis_chat_history.execution` fills them in
+#: (see :mod:`redis_chat_history.writers`; scripts.py builds the scripts that read them).
 WRITER = _WriterToken()
 
 
@@ -72,7 +73,7 @@ class Command:
     @classmethod
     def call(cls, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Command:
         full = ("EVALSHA", script.sha, len(keys), *keys, *args)
-        # WRITER, when a script takes one, is its first argument (ARGV[1..3] once filled in)
+        # WRITER, when a script takes one, is its first argument (ARGV[1..4] once filled in)
         writer_at = 3 + len(keys) if args and args[0] is WRITER else None
         return cls(full, script, writer_at)
 
@@ -88,8 +89,11 @@ class Plan(Generic[T]):
 
     ``parse`` receives one reply per command (error replies are raised before).
     ``idempotent`` plans may be re-sent after their request may have reached the
-    server (reads, and writes carrying a writer token); the others are re-sent only
-    when their request never left the process. Treat a plan as immutable.
+    server; the others are re-sent only when their request never left the process. It
+    follows from the kind: reads and writes carrying a writer token are, other writes are
+    not (build them with :func:`~redis_chat_history.operations.scripts.plain_write`),
+    unless declared ``idempotent=True`` because they recognise a re-send by themselves
+    (transfer's length-checked staging). Treat a plan as immutable.
     """
 
     commands: tuple[Command, ...]
@@ -97,10 +101,15 @@ class Plan(Generic[T]):
     parse: Callable[[list[Any]], T]
     #: True when the commands change data (so ``wait_for_replicas`` applies).
     writes: bool = False
-    idempotent: bool = True
+    #: None: derived from the kind (see above).
+    idempotent: bool | None = None
     #: Builds the old class's commands for the same change, for users who may not run
     #: scripts (built only then: most calls never need it).
     plain: Callable[[], Plan[T]] | None = None
+
+    def __post_init__(self) -> None:
+        if self.idempotent is None:
+            self.idempotent = not self.writes or self.has_writer
 
     @property
     def has_writer(self) -> bool:
@@ -112,10 +121,6 @@ def single_reply(parse: Callable[[Any], T]) -> Callable[[list[Any]], T]:
         return parse(replies[0])
 
     return parse_first
-
-
-def _ignore(replies: list[Any]) -> None:
-    return None
 
 
 # ---------------------------------------------------------------------------

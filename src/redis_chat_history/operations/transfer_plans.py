@@ -155,13 +155,19 @@ def stage_plan(key: str, run_id: str, encoded: Sequence[bytes], *, before: int) 
     check_batch(encoded)
     check_int("before", before, minimum=0)
     command = Command.call(STAGE, [staging_key(key, run_id)], [before, STAGING_TTL_MS, *encoded])
-    return Plan((command,), key, _parse_stage, writes=True)
+    return Plan((command,), key, _parse_stage, writes=True, idempotent=True)
 
 
 def discard_stage_plan(key: str, run_id: str) -> Plan[int]:
     """Drop run ``run_id``'s staging list of history ``key`` (after a failed import)."""
     check_key(key)
-    return Plan((Command(("DEL", staging_key(key, run_id))),), key, single_reply(int), writes=True)
+    return Plan(
+        (Command(("DEL", staging_key(key, run_id))),),
+        key,
+        single_reply(int),
+        writes=True,
+        idempotent=True,
+    )
 
 
 def commit_stage_plan(
@@ -189,7 +195,7 @@ def commit_stage_plan(
         [staging_key(key, run_id), key],
         ["1" if overwrite else "0", staged, expiry, remember_ms],
     )
-    return Plan((command,), key, single_reply(bool), writes=True)
+    return Plan((command,), key, single_reply(bool), writes=True, idempotent=True)
 
 
 @dataclass(frozen=True)
@@ -269,10 +275,16 @@ def snapshot_window_plan(
         Command(("PEXPIRE", snapshot, SNAPSHOT_TTL_MS)),
         Command(("LRANGE", snapshot, length - last, length - start - 1)),
     )
-    return Plan(commands, key, parse, writes=True)
+    return Plan(commands, key, parse, writes=True, idempotent=True)
 
 
 def drop_snapshot_plan(key: str, run_id: str) -> Plan[int]:
     """Delete run ``run_id``'s snapshot of history ``key``."""
     check_key(key)
-    return Plan((Command(("DEL", snapshot_key(key, run_id))),), key, single_reply(int), writes=True)
+    return Plan(
+        (Command(("DEL", snapshot_key(key, run_id))),),
+        key,
+        single_reply(int),
+        writes=True,
+        idempotent=True,
+    )

@@ -12,12 +12,11 @@ from langchain_core.messages import BaseMessage, HumanMessage, ToolMessage
 
 from redis_chat_history.codec import decode_newest_first, element_json
 from redis_chat_history.errors import InvalidArgumentError
-from redis_chat_history.operations.history import _write_script, append_plan, writers_key
+from redis_chat_history.operations.messages import append_plan
 from redis_chat_history.operations.plans import (
     MAX_EXPIRE_SECONDS,
     MAX_MESSAGES,
     PUSH_CHUNK,
-    WRITER,
     Command,
     Plan,
     Script,
@@ -26,6 +25,7 @@ from redis_chat_history.operations.plans import (
     check_key,
     check_optional,
 )
+from redis_chat_history.operations.scripts import plain_write, write_script
 
 # ---------------------------------------------------------------------------
 # Turn-aligned windows (agents section: get_messages(whole_turns=True), the agent middleware)
@@ -208,17 +208,21 @@ TAIL_SLACK = 4
 #: fields after the id, e.g. an AI message's tool calls, written the same way again).
 ID_REACH_MARGIN = 256
 
-APPEND_UNSTORED = _write_script(
+APPEND_UNSTORED = write_script(
     "append_unstored",
-    """
--- ARGV[4] ttl seconds (0 = leave as is), ARGV[5] keep newest N (0 = all), ARGV[6] n,
--- ARGV[7 .. 6+n] the messages' ids, ARGV[7+n .. 6+2n] each id as its element spells it
--- ('"id":"..."'), ARGV[7+2n .. 6+3n] how far from the element's end to look for it
--- (0 = everywhere), ARGV[7+3n .. 6+4n] the encoded messages, oldest first.
--- Replies {1 applied | 0 re-send, length, how many of the batch were stored already}.
-if applied then remember(applied) return {0, length, tonumber(applied)} end
-local n = tonumber(ARGV[6])
-local ids, needles, reaches, values = 6, 6 + n, 6 + 2 * n, 6 + 3 * n
+    keys=("history",),
+    args=("ttl", "keep", "count"),
+    rest="batch",
+    # ttl seconds (0 = leave as is), keep newest N (0 = all), count n; then the n messages'
+    # ids, each id as its element spells it ('"id":"..."'), how far from the element's end
+    # to look for it (0 = everywhere), and the n encoded messages, oldest first.
+    # Replies {1 applied | 0 re-send, length, how many of the batch were stored already}.
+    decide="""
+local length = redis.pcall('LLEN', history)
+if failed(length) then return refused(length) end
+local n = tonumber(count)
+local ids = batch - 1
+local needles, reaches, values = ids + n, ids + 2 * n, ids + 3 * n
 local function holds(element, i)
   if element == ARGV[values + i] then return true end
   local reach = tonumber(ARGV[reaches + i])
@@ -233,7 +237,7 @@ end
 -- The newest of the batch's messages already stored is among the newest elements; the
 -- write that stored it stored the batch's older ones just before it (one LPUSH).
 local stored = 0
-local newest = redis.call('LRANGE', KEYS[1], 0, __SLACK__)
+local newest = redis.call('LRANGE', history, 0, __SLACK__)
 for depth = 1, #newest do
   local found = nil
   for i = n, 1, -1 do
@@ -241,7 +245,7 @@ for depth = 1, #newest do
   end
   if found then
     local older = {}
-    if found > 1 then older = redis.call('LRANGE', KEYS[1], depth, depth + found - 2) end
+    if found > 1 then older = redis.call('LRANGE', history, depth, depth + found - 2) end
     stored = found
     for back = 1, found - 1 do
       if older[back] == nil or not holds(older[back], found - back) then stored = 0 break end
@@ -249,24 +253,23 @@ for depth = 1, #newest do
     break
   end
 end
-local ok, reply = remember(tostring(stored))
-if not ok then return refused(reply) end
+result = tostring(stored)
+""".replace("__SLACK__", str(TAIL_SLACK)),
+    apply="""
 local last = values + n
 for at = values + stored + 1, last, __CHUNK__ do
-  redis.call('LPUSH', KEYS[1], unpack(ARGV, at, math.min(at + __LAST__, last)))
+  redis.call('LPUSH', history, unpack(ARGV, at, math.min(at + __LAST__, last)))
 end
 length = length + n - stored
-local keep = tonumber(ARGV[5])
+keep = tonumber(keep)
 if keep > 0 and length > keep then
-  redis.call('LTRIM', KEYS[1], 0, keep - 1)
+  redis.call('LTRIM', history, 0, keep - 1)
   length = keep
 end
-local ttl = tonumber(ARGV[4])
-if ttl > 0 then redis.call('EXPIRE', KEYS[1], ttl) end
+if ttl ~= '0' then redis.call('EXPIRE', history, ttl) end
 return {1, length, stored}
-""".replace("__SLACK__", str(TAIL_SLACK))
-    .replace("__CHUNK__", str(PUSH_CHUNK))
-    .replace("__LAST__", str(PUSH_CHUNK - 1)),
+""".replace("__CHUNK__", str(PUSH_CHUNK)).replace("__LAST__", str(PUSH_CHUNK - 1)),
+    on_resend="redis.call('LLEN', history), tonumber(recorded)",
 )
 
 
@@ -320,7 +323,7 @@ def append_unstored_plan(
 
         >>> plan = append_unstored_plan("message_store:s1", ["m1"],
         ...     [b'{"type":"human","data":{"content":"hi","id":"m1"}}'], ttl=None, max_messages=None)
-        >>> plan.commands[0].args[8:11]
+        >>> plan.commands[0].args[11:14]
         (1, 'm1', b'"id":"m1"')
     """
     check_key(key)
@@ -332,8 +335,7 @@ def append_unstored_plan(
     found = [id_needle(i, element) for i, element in zip(ids, encoded, strict=True)]
     needles = [needle for needle, _ in found]
     reaches = [reach for _, reach in found]
-    args = [WRITER, ttl_arg, keep, len(encoded), *ids, *needles, *reaches, *encoded]
-    command = Command.call(APPEND_UNSTORED, [key, writers_key(key)], args)
+    args = [ttl_arg, keep, len(encoded), *ids, *needles, *reaches, *encoded]
 
     def parse(replies: list[Any]) -> Appended:
         _, length, stored = replies[0]
@@ -347,6 +349,6 @@ def append_unstored_plan(
         def parse_plain(replies: list[Any]) -> Appended:
             return Appended(plan.parse(replies), 0)
 
-        return Plan(plan.commands, key, parse_plain, writes=True, idempotent=False)
+        return plain_write(key, plan.commands, parse_plain)
 
-    return Plan((command,), key, parse, writes=True, plain=plain)
+    return APPEND_UNSTORED.plan(key, [key], args, parse, plain=plain)

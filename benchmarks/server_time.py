@@ -1,0 +1,161 @@
+"""What a write costs Redis: server time per write from ``INFO commandstats``, and client CPU.
+
+Redis runs commands on one thread, so its time per write decides how many conversations
+one shared server carries. Measured per contender over ``writes`` two-message writes with
+a ttl (the script's own time for ours and the bare script; every command's for the old
+class and the floor), and for ours after bursts of 1, 100 and 1,000 writers on one session
+(the bookkeeping then holds that many entries). Client CPU (``time.process_time``) per
+write for ours and the floor, on the same writes.
+
+Example::
+
+    rows = measure_server_time(url, Workload(), writes=5000, repeat=5)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from statistics import median
+from typing import Any
+
+import redis
+
+from benchmarks.contenders import KEY_PREFIX, Community, Contender, Floor, Package
+from benchmarks.scenarios import TTL, Measurement
+from benchmarks.workload import Workload
+from redis_chat_history.codec import encode_messages
+from redis_chat_history.operations import append_plan
+from redis_chat_history.writers import WriterToken
+
+#: LPUSH + EXPIRE in a script: what any Lua write costs before it does anything of its own.
+BARE_SCRIPT = (
+    "redis.call('LPUSH', KEYS[1], unpack(ARGV, 2)) redis.call('EXPIRE', KEYS[1], ARGV[1]) return 1"
+)
+#: The harness's own commands, left out of the server time.
+_HARNESS = {"info", "config|resetstat", "config", "flushall", "hello", "client|setinfo",
+            "ping", "select", "script|load", "script"}  # fmt: skip
+BURSTS = (1, 100, 1000)
+
+
+def _server_usec(admin: redis.Redis) -> float:
+    stats = admin.info("commandstats")
+    return float(
+        sum(
+            entry["usec"]
+            for name, entry in stats.items()
+            if name.removeprefix("cmdstat_") not in _HARNESS
+        )
+    )
+
+
+def _per_write(admin: redis.Redis, writes: int, run: Callable[[], None]) -> tuple[float, float]:
+    """(server µs, client CPU µs) per write of ``run`` (which makes ``writes`` writes)."""
+    admin.config_resetstat()
+    cpu = time.process_time()
+    run()
+    cpu = time.process_time() - cpu
+    return _server_usec(admin) / writes, cpu * 1e6 / writes
+
+
+class _BareScript(Contender):
+    name = "bare_script"
+    label = "bare LPUSH+EXPIRE script"
+
+    def __init__(self, url: str, ttl: int | None) -> None:
+        super().__init__(url, ttl)
+        self.client = redis.Redis.from_url(url)
+        self.sha = self.client.script_load(BARE_SCRIPT)
+
+    def open(self, session_id: str) -> str:
+        return KEY_PREFIX + session_id
+
+    def write(self, handle: str, messages: Any) -> None:
+        self.client.evalsha(self.sha, 1, handle, self.ttl, *encode_messages(messages))
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def measure_server_time(
+    url: str, workload: Workload, *, writes: int, repeat: int
+) -> list[Measurement]:
+    """Two rows: server and client time per write by contender, and ours after bursts."""
+    admin = redis.Redis.from_url(url)
+    contenders: list[Contender] = [
+        Package(url, TTL),
+        Community(url, TTL),
+        Floor(url, TTL),
+        _BareScript(url, TTL),
+    ]
+    names = [contender.name for contender in contenders]
+    server = Measurement(
+        "server_write", f"Redis server time per write ({writes:,} writes of a turn, ttl set)",
+        "us", False, {name: [] for name in names},
+    )  # fmt: skip
+    cpu = Measurement(
+        "client_cpu_write", "client CPU per write (same writes)", "us", False,
+        {name: [] for name in names},
+    )  # fmt: skip
+    turns = [workload.turn(i) for i in range(writes)]
+    try:
+        for round_ in range(repeat):
+            for contender in contenders[round_ % 4 :] + contenders[: round_ % 4]:
+                admin.flushall()
+                history = contender.open(f"server-{contender.name}")
+                contender.write(history, turns[0])  # connected, script loaded
+
+                def run(contender: Contender = contender, history: Any = history) -> None:
+                    for turn in turns:
+                        contender.write(history, turn)
+
+                served, used = _per_write(admin, writes, run)
+                server.samples[contender.name].append(served)
+                cpu.samples[contender.name].append(used)
+        bursts = Measurement(
+            "server_write_bursts",
+            "ours: Redis server time per write after a burst of N writers on one session",
+            "us", False, {f"{n} writers": [] for n in BURSTS},
+        )  # fmt: skip
+        package = contenders[0]
+        for _ in range(repeat):
+            for count in BURSTS:
+                admin.flushall()
+                history = package.open("burst")
+                request = (
+                    append_plan(history.key, encode_messages(turns[0]), ttl=TTL, max_messages=None)
+                    .commands[0]
+                    .as_eval()
+                )
+                pipe = admin.pipeline(transaction=False)
+                for writer in range(count - 1):  # other writers, each with its own entry
+                    pipe.execute_command(*WriterToken(f"b{writer:09x}", 1, 310).fill(request, 5))
+                pipe.execute()
+                package.write(history, turns[0])
+
+                def run(history: Any = history) -> None:
+                    for turn in turns:
+                        package.write(history, turn)
+
+                bursts.samples[f"{count} writers"].append(_per_write(admin, writes, run)[0])
+    finally:
+        for contender in contenders[1:]:
+            contender.close()
+        admin.close()
+    return [server, cpu, bursts]
+
+
+def server_time_text(rows: list[Measurement]) -> str:
+    """A Markdown table of the rows (medians, µs)."""
+    lines = ["| per write (median) | " + " | ".join(rows[0].samples) + " |",
+             "|---|" + "---:|" * len(rows[0].samples)]  # fmt: skip
+    for row in rows[:2]:
+        values = [f"{median(v):.1f} µs" if v else "-" for v in row.samples.values()]
+        lines.append(f"| {row.title} | " + " | ".join(values) + " |")
+    bursts = rows[2]
+    lines.append("")
+    lines.append("| " + bursts.title + " | " + " | ".join(bursts.samples) + " |")
+    lines.append("|---|" + "---:|" * len(bursts.samples))
+    values = [f"{median(v):.1f} µs" if v else "-" for v in bursts.samples.values()]
+    lines.append("| server time | " + " | ".join(values) + " |")
+    return "\n".join(lines)

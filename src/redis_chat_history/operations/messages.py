@@ -1,0 +1,375 @@
+"""The plans of one history: reads, its writes (scripts with writer tokens), listing.
+
+Writes that change a history are Lua scripts built by :mod:`.scripts` (so a multi-step
+change is atomic and a re-send after a lost reply is recognised, not applied twice); each
+is declared with its plain twin, the commands the old langchain_community class used
+(LPUSH, EXPIRE, ...), sent when the server refuses scripts to this user and never re-sent.
+Every write is listed in :data:`~redis_chat_history.operations.scripts.WRITES`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from langchain_core.messages import BaseMessage
+
+from redis_chat_history.codec import decode_newest_first
+from redis_chat_history.operations.plans import (
+    MAX_EXPIRE_SECONDS,
+    MAX_MESSAGES,
+    PUSH_CHUNK,
+    Command,
+    Plan,
+    check_batch,
+    check_int,
+    check_key,
+    check_optional,
+    single_reply,
+)
+from redis_chat_history.operations.scripts import (
+    Write,
+    parse_result_bool,
+    parse_result_int,
+    plain_write,
+    register,
+    write_script,
+)
+from redis_chat_history.slots import writers_key_of
+
+# ---------------------------------------------------------------------------
+# Write scripts (KEYS and ARGV are named by the builder). A history is a list: its first
+# read is LLEN (or LPUSH's own reply), so a key of another type is refused unchanged.
+
+_PUSH = f"""
+local function push(key, first)
+  for at = first, #ARGV, {PUSH_CHUNK} do
+    redis.call('LPUSH', key, unpack(ARGV, at, math.min(at + {PUSH_CHUNK - 1}, #ARGV)))
+  end
+end
+"""
+
+APPEND = write_script(
+    "append",
+    keys=("history",),
+    args=("ttl", "keep"),
+    rest="messages",
+    # ttl seconds (0 = leave as is), keep newest N (0 = all), messages oldest first.
+    # Replies the new length (a re-send: the length now).
+    decide="",
+    apply=f"""
+local last = math.min(messages + {PUSH_CHUNK - 1}, #ARGV)
+local length = redis.pcall('LPUSH', history, unpack(ARGV, messages, last))
+if failed(length) then undo() return refused(length) end
+for at = last + 1, #ARGV, {PUSH_CHUNK} do
+  length = redis.call('LPUSH', history, unpack(ARGV, at, math.min(at + {PUSH_CHUNK - 1}, #ARGV)))
+end
+keep = tonumber(keep)
+if keep > 0 and length > keep then
+  redis.call('LTRIM', history, 0, keep - 1)
+  length = keep
+end
+if ttl ~= '0' then redis.call('EXPIRE', history, ttl) end
+return {{1, length}}
+""",
+    on_resend="redis.call('LLEN', history)",
+)
+
+DELETE_LAST = write_script(
+    "delete_last",
+    keys=("history",),
+    args=("count",),
+    # Removes the newest ``count``; replies them (a re-send: how many, the elements went
+    # with the lost reply).
+    decide="""
+local length = redis.pcall('LLEN', history)
+if failed(length) then return refused(length) end
+local n = math.min(tonumber(count), length)
+result, unchanged = tostring(n), n == 0
+""",
+    apply="""
+local removed = redis.call('LRANGE', history, 0, n - 1)
+redis.call('LTRIM', history, n, -1)
+return {1, removed}
+""",
+)
+
+REPLACE = write_script(
+    "replace",
+    keys=("history",),
+    args=("ttl",),
+    rest="messages",
+    # ttl seconds (0 = keep the current expiry), messages oldest first. Readers see the old
+    # or the new list. Replies the new length.
+    decide="""
+local length = redis.pcall('LLEN', history)
+if failed(length) then return refused(length) end
+local count = #ARGV - messages + 1
+result, unchanged = tostring(count), count == 0 and length == 0
+""",
+    apply=_PUSH
+    + """
+local remaining = redis.call('PTTL', history)
+redis.call('DEL', history)
+push(history, messages)
+if count > 0 then
+  if ttl ~= '0' then
+    redis.call('EXPIRE', history, ttl)
+  elseif remaining > 0 then
+    redis.call('PEXPIRE', history, remaining)
+  end
+end
+return {1, count}
+""",
+)
+
+DELETE = write_script(
+    "delete",
+    keys=("history",),
+    # Replies 1 when the history existed.
+    decide="""
+local length = redis.pcall('LLEN', history)
+if failed(length) then return refused(length) end
+result, unchanged = length > 0 and '1' or '0', length == 0
+""",
+    apply="""
+redis.call('DEL', history)
+return {1, 1}
+""",
+)
+
+EXPIRE = write_script(
+    "expire",
+    keys=("history",),
+    args=("seconds",),
+    # seconds from now, or 0 to remove the expiry (PERSIST). Replies 1 when it changed.
+    decide="""
+local length = redis.pcall('LLEN', history)
+if failed(length) then return refused(length) end
+local changed = length > 0 and (seconds ~= '0' or redis.call('PTTL', history) >= 0)
+result, unchanged = changed and '1' or '0', not changed
+""",
+    apply="""
+if seconds == '0' then
+  redis.call('PERSIST', history)
+else
+  redis.call('EXPIRE', history, seconds)
+end
+return {1, 1}
+""",
+)
+
+# ---------------------------------------------------------------------------
+# Companion keys
+
+
+def writers_key(key: str) -> str:
+    """The hash remembering the recent writers of history ``key`` (see :mod:`.scripts`).
+
+    It starts with ``key`` (so an ACL on the prefix covers it) and hashes to the
+    same Cluster slot, whatever the session id (see :mod:`redis_chat_history.slots`).
+    """
+    return writers_key_of(key)
+
+
+# ---------------------------------------------------------------------------
+# Reads
+
+
+def read_plan(
+    key: str, *, limit: int | None = None, skip_corrupt: bool = False
+) -> Plan[list[BaseMessage]]:
+    """The newest ``limit`` messages (all when None), oldest first: O(limit) on both sides.
+
+    ``limit`` must be >= 1: LRANGE 0 -1 would read everything.
+    """
+    check_key(key)
+    stop = -1 if limit is None else check_int("limit", limit, minimum=1) - 1
+
+    def parse(replies: list[Any]) -> list[BaseMessage]:
+        return decode_newest_first(replies[0], key=key, skip_corrupt=skip_corrupt)
+
+    return Plan((Command(("LRANGE", key, 0, stop)),), key, parse)
+
+
+def count_plan(key: str) -> Plan[int]:
+    """Number of stored messages (LLEN, O(1))."""
+    return Plan((Command(("LLEN", check_key(key))),), key, single_reply(int))
+
+
+def _parse_ttl(replies: list[Any]) -> float | None:
+    milliseconds = int(replies[1])
+    if milliseconds < 0:  # -1 no expiry, -2 no key
+        return None
+    return milliseconds / 1000
+
+
+def expires_in_plan(key: str) -> Plan[float | None]:
+    """Seconds until the history expires; None when it never expires (or does not exist).
+
+    LLEN first, so that a key of another type is refused (PTTL would answer for it).
+    """
+    check_key(key)
+    return Plan((Command(("LLEN", key)), Command(("PTTL", key))), key, _parse_ttl)
+
+
+def type_plan(key: str) -> Plan[str]:
+    """The Redis type of ``key`` ('list', 'string', 'none', ...): names a wrong type in errors."""
+
+    def parse(replies: list[Any]) -> str:
+        kind = replies[0]
+        return kind.decode() if isinstance(kind, bytes) else str(kind)
+
+    return Plan((Command(("TYPE", check_key(key))),), key, parse)
+
+
+# ---------------------------------------------------------------------------
+# Writes: each plan next to its plain twin
+
+
+def append_plan(
+    key: str, encoded: Sequence[bytes], *, ttl: int | None, max_messages: int | None
+) -> Plan[int]:
+    """Push a batch (oldest first), refresh the expiry and trim, atomically; replies new length."""
+    check_key(key)
+    check_batch(encoded)
+    ttl_arg = check_optional("ttl", ttl, maximum=MAX_EXPIRE_SECONDS)
+    keep = check_optional("max_messages", max_messages, maximum=MAX_MESSAGES)
+
+    def plain() -> Plan[int]:
+        commands = [Command(("LPUSH", key, *encoded))]
+        if keep:
+            commands.append(Command(("LTRIM", key, 0, keep - 1)))
+        if ttl_arg:
+            commands.append(Command(("EXPIRE", key, ttl_arg)))
+
+        def parse(replies: list[Any]) -> int:
+            return min(int(replies[0]), keep) if keep else int(replies[0])
+
+        return plain_write(key, commands, parse)
+
+    return APPEND.plan(key, [key], [ttl_arg, keep, *encoded], parse_result_int, plain=plain)
+
+
+def delete_last_plan(key: str, n: int, *, skip_corrupt: bool = False) -> Plan[list[BaseMessage]]:
+    """Remove the newest ``n`` (>= 1) messages atomically; replies them oldest first.
+
+    When the reply of an applied removal was lost and the re-send is recognised, the
+    removal happened once but its messages cannot be returned: the result is empty.
+    """
+    check_key(key)
+    check_int("n", n, minimum=1, maximum=MAX_MESSAGES)
+
+    def parse(replies: list[Any]) -> list[BaseMessage]:
+        applied, removed = replies[0]
+        if applied != 1:
+            return []
+        return decode_newest_first(removed, key=key, skip_corrupt=skip_corrupt)
+
+    def plain() -> Plan[list[BaseMessage]]:
+        def parse_plain(replies: list[Any]) -> list[BaseMessage]:
+            return decode_newest_first(replies[0], key=key, skip_corrupt=skip_corrupt)
+
+        commands = (Command(("LRANGE", key, 0, n - 1)), Command(("LTRIM", key, n, -1)))
+        return plain_write(key, commands, parse_plain)
+
+    return DELETE_LAST.plan(key, [key], [n], parse, plain=plain)
+
+
+def replace_plan(key: str, encoded: Sequence[bytes], *, ttl: int | None) -> Plan[int]:
+    """Replace the whole history atomically (readers see old or new, never a mix)."""
+    check_key(key)
+    check_batch(encoded, allow_empty=True)
+    ttl_arg = check_optional("ttl", ttl, maximum=MAX_EXPIRE_SECONDS)
+
+    def plain() -> Plan[int]:
+        commands = [Command(("DEL", key))]
+        if encoded:
+            commands.append(Command(("LPUSH", key, *encoded)))
+            if ttl_arg:
+                commands.append(Command(("EXPIRE", key, ttl_arg)))
+        count = len(encoded)
+        return plain_write(key, commands, lambda _: count)
+
+    return REPLACE.plan(key, [key], [ttl_arg, *encoded], parse_result_int, plain=plain)
+
+
+def _plain_bool(key: str, *args: Any) -> Plan[bool]:
+    return plain_write(key, [Command(args)], lambda replies: bool(replies[0]))
+
+
+def delete_plan(key: str) -> Plan[bool]:
+    """Delete the history; True when it existed (``clear`` and ``store.delete``).
+
+    Deleting a history that does not exist writes nothing (no companion key either).
+    """
+    check_key(key)
+    return DELETE.plan(
+        key, [key], [], parse_result_bool, plain=lambda: _plain_bool(key, "DEL", key)
+    )
+
+
+def expire_plan(key: str, seconds: int) -> Plan[bool]:
+    """Expire the history ``seconds`` from now; False (nothing written) when it does not exist."""
+    check_key(key)
+    check_int("seconds", seconds, minimum=1, maximum=MAX_EXPIRE_SECONDS)
+
+    def plain() -> Plan[bool]:
+        return _plain_bool(key, "EXPIRE", key, seconds)
+
+    return EXPIRE.plan(key, [key], [seconds], parse_result_bool, plain=plain)
+
+
+def persist_plan(key: str) -> Plan[bool]:
+    """Remove the expiry; False (nothing written) when there was none or no history."""
+    check_key(key)
+    return EXPIRE.plan(
+        key, [key], [0], parse_result_bool, plain=lambda: _plain_bool(key, "PERSIST", key)
+    )
+
+
+def _prepared(key: str) -> list[tuple[Any, ...]]:
+    """Three messages with an expiry: a state every sample below changes."""
+    return [("DEL", key), ("RPUSH", key, b"c", b"b", b"a"), ("EXPIRE", key, 600)]
+
+
+_SAMPLE = [b'{"type":"human","data":{"content":"once"}}']
+for _write in (
+    Write("append", APPEND, lambda key: append_plan(key, _SAMPLE, ttl=60, max_messages=None)),
+    Write("delete_last", DELETE_LAST, lambda key: delete_last_plan(key, 1), _prepared),
+    Write("replace", REPLACE, lambda key: replace_plan(key, _SAMPLE, ttl=None), _prepared),
+    Write("delete", DELETE, delete_plan, _prepared),
+    Write("expire", EXPIRE, lambda key: expire_plan(key, 1000), _prepared),
+    Write("persist", EXPIRE, persist_plan, _prepared),
+):
+    register(_write)
+
+
+# ---------------------------------------------------------------------------
+# Listing and statistics (routed to a node, not a key: see execution.masters)
+
+
+def scan_plan(cursor: int, pattern: str, *, count: int = 1000) -> Plan[tuple[int, list[bytes]]]:
+    """One SCAN step over list keys matching ``pattern``: the next cursor and the keys."""
+    check_int("cursor", cursor, minimum=0)
+    check_int("count", count, minimum=1)
+
+    def parse(replies: list[Any]) -> tuple[int, list[bytes]]:
+        next_cursor, keys = replies[0]
+        return int(next_cursor), list(keys)
+
+    command = Command(("SCAN", cursor, "MATCH", pattern, "COUNT", count, "TYPE", "list"))
+    return Plan((command,), pattern, parse)
+
+
+def size_plan(key: str, *, memory: bool) -> Plan[tuple[int, int | None]]:
+    """Messages of ``key`` and, with ``memory``, the bytes Redis uses for it (MEMORY USAGE)."""
+    check_key(key)
+    commands = [Command(("LLEN", key))]
+    if memory:
+        commands.append(Command(("MEMORY", "USAGE", key, "SAMPLES", "0")))
+
+    def parse(replies: list[Any]) -> tuple[int, int | None]:
+        return int(replies[0]), (int(replies[1] or 0) if memory else None)
+
+    return Plan(tuple(commands), key, parse)
