@@ -26,10 +26,11 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
-from redis_chat_history.checkpoint import steps
+from redis_chat_history.checkpoint import steps, upkeep
 from redis_chat_history.checkpoint.messages import Tip, Tips, plan_messages, storable, tip_from_list
 from redis_chat_history.checkpoint.steps import EMPTY, ThreadKeys, blob_field, pack
 from redis_chat_history.checkpoint.values import (
+    WREF,
     Segments,
     broken,
     checkpoint_tuple,
@@ -133,7 +134,7 @@ def _thread_ids(ctx: Context) -> Flow:
     for node in (yield Masters(pattern)):
         cursor = -1
         while cursor:
-            cursor, keys = yield Run(steps.scan_index_plan(max(cursor, 0), pattern), node)
+            cursor, keys = yield Run(upkeep.scan_index_plan(max(cursor, 0), pattern), node)
             for raw in keys:
                 thread_id = _thread_of_index(ctx, raw)
                 if thread_id is not None and thread_id not in found:
@@ -179,7 +180,8 @@ def list_checkpoints(
                 chosen = [
                     cid
                     for cid, raw in page
-                    if (not only_id or cid == only_id)
+                    if raw
+                    and (not only_id or cid == only_id)
                     and _matches(ctx.serde.loads_typed(steps.unpack(raw)), filter)
                 ]
                 if remaining is not None:
@@ -224,8 +226,13 @@ def put(
     for attempt in range(STALE_RETRIES):
         tip = ctx.tips.get(keys.history)
         write = plan_messages(tip, messages) if messages is not None else None
-        if write is not None and write.mode == "k" and "messages" not in new_versions:
-            write = None  # the list already holds them and no reference is written
+        if (
+            write is not None
+            and write.mode == "k"
+            and "messages" not in new_versions
+            and not ctx.tips.rewrites(keys.history, write)
+        ):
+            write = None  # the list already holds them and nothing refers to it
         blobs, messages_field = [], ""
         for channel, version in new_versions.items():
             name = blob_field(ns, channel, version)
@@ -235,20 +242,24 @@ def put(
                 blobs.append((name, pack(ctx.serde.dumps_typed(values[channel]))))
             else:
                 blobs.append((name, pack(EMPTY)))
+        rewrites = ctx.tips.rewrites(keys.history, write)
         plan = steps.put_plan(
             keys,
             ns=ns,
             checkpoint_id=checkpoint["id"],
-            parent_id=parent_id,
-            checkpoint=pack(ctx.serde.dumps_typed(stored)),
-            metadata=pack(ctx.serde.dumps_typed(full_metadata)),
-            versions=checkpoint["channel_versions"],
+            record=steps.pack_record(
+                parent_id,
+                checkpoint["channel_versions"],
+                pack(ctx.serde.dumps_typed(full_metadata)),
+                pack(ctx.serde.dumps_typed(stored)),
+            ),
             run_id=str(full_metadata.get("run_id") or ""),
             ttl=ctx.ttl,
             blobs=blobs,
             messages=write,
             messages_field=messages_field,
             new_segment=new_run_id(),
+            rewrites=rewrites,
         )
         reply = yield Run(plan)
         if reply.status == 1:
@@ -279,7 +290,27 @@ def put_writes(
     thread_id, ns, checkpoint_id = _where(config)
     if not writes:
         return None
-    rows = write_rows(ctx.serde, writes, task_id, task_path)
+    history = ctx.keys(thread_id).history
+    locate = None
+    if ns == "" and ctx.history:
+
+        def locate(value: Any) -> tuple[str, int] | None:
+            if not isinstance(value, list) or storable(value) is None:
+                return None
+            return ctx.tips.locate(history, value)
+
+    rows = write_rows(ctx.serde, writes, task_id, task_path, locate)
+    if locate is not None:
+        noted = [
+            (row[0], value)
+            for (channel, value), row in zip(writes, rows, strict=True)
+            if channel == "messages"
+            and isinstance(value, list)
+            and value
+            and storable(value) is not None
+            and row[2].split(b"\x00", 3)[2] != WREF.encode()
+        ]
+        ctx.tips.remember_writes(history, steps.writes_field(ns, checkpoint_id), noted)
     yield Run(
         steps.put_writes_plan(
             ctx.keys(thread_id), ns=ns, checkpoint_id=checkpoint_id, ttl=ctx.ttl, writes=rows
@@ -290,7 +321,7 @@ def put_writes(
 
 def delete_thread(ctx: Context, thread_id: str) -> Flow:
     keys = ctx.keys(thread_id)
-    yield Run(steps.delete_plan(keys))
+    yield Run(upkeep.delete_plan(keys))
     ctx.tips.forget(keys.history)
     return None
 
@@ -299,7 +330,7 @@ def delete_for_runs(ctx: Context, run_ids: Sequence[str]) -> Flow:
     if not run_ids:
         return None
     for thread_id in (yield from _thread_ids(ctx)):
-        yield Run(steps.prune_plan(ctx.keys(thread_id), "runs", [str(run) for run in run_ids]))
+        yield Run(upkeep.prune_plan(ctx.keys(thread_id), "runs", [str(run) for run in run_ids]))
     return None
 
 
@@ -310,16 +341,16 @@ def prune(ctx: Context, thread_ids: Sequence[str], strategy: str) -> Flow:
         if strategy == "delete":
             yield from delete_thread(ctx, thread_id)
         else:
-            yield Run(steps.prune_plan(ctx.keys(thread_id), "latest"))
+            yield Run(upkeep.prune_plan(ctx.keys(thread_id), "latest"))
     return None
 
 
 def copy_thread(ctx: Context, source: str, target: str) -> Flow:
-    dump = yield Run(steps.dump_plan(ctx.keys(source)))
+    dump = yield Run(upkeep.dump_plan(ctx.keys(source)))
     if not dump.fields and not dump.members and not dump.history:
         return None
     keys = ctx.keys(target)
-    if not (yield Run(steps.restore_plan(keys, dump, ttl=ctx.ttl))):
+    if not (yield Run(upkeep.restore_plan(keys, dump, ttl=ctx.ttl))):
         raise InvalidArgumentError(
             f"cannot copy thread {source!r} to {target!r}: the target already holds "
             "checkpoints or a chat history"
@@ -340,7 +371,7 @@ def delta_history(ctx: Context, config: RunnableConfig, channels: Sequence[str])
     collected: dict[str, list[PendingWrite]] = {channel: [] for channel in channels}
     seeds: dict[str, Any] = {}
     for ancestor in chain:
-        for write in reversed(pending_writes(ctx.serde, ancestor.writes)):
+        for write in reversed(pending_writes(ctx.serde, ancestor.writes, segments)):
             collected[write[1]].append(write)
         for channel, raw in ancestor.seeds.items():
             seeds[channel] = load_value(ctx.serde, raw, segments)

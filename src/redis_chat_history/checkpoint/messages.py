@@ -116,13 +116,85 @@ def plan_messages(tip: Tip, messages: list[BaseMessage]) -> MessagesWrite | None
     return MessagesWrite("r", tip, whole, whole, list(messages))
 
 
+def _same(message: Any, stored: Any, encoded: bytes) -> bool:
+    """``message`` is the stored one: the same object, or one encoded the same."""
+    if message is stored:
+        return True
+    if getattr(message, "id", None) != getattr(stored, "id", None) or message.id is None:
+        return False
+    try:
+        return encode_message(message) == encoded
+    except (MessageEncodeError, TypeError, ValueError):
+        return False
+
+
+def find_run(
+    objects: Sequence[Any], encoded: Sequence[bytes], messages: Sequence[Any], lowest: int
+) -> int | None:
+    """Where ``messages`` are, consecutive, among ``objects[lowest:]`` (newest tried first)."""
+    for start in range(len(objects) - len(messages), lowest - 1, -1):
+        if all(
+            _same(message, objects[start + at], encoded[start + at])
+            for at, message in enumerate(messages)
+        ):
+            return start
+    return None
+
+
 class Tips:
-    """The tips of recently used threads (least recently used dropped first)."""
+    """The tips of recently used threads (least recently used dropped first), and the
+    messages of each thread's latest ``messages`` writes (to store them as references
+    once the next checkpoint appends them to the history list)."""
 
     def __init__(self, size: int = TIP_THREADS) -> None:
         self._size = size
         self._lock = threading.Lock()
         self._tips: OrderedDict[str, Tip] = OrderedDict()
+        self._writes: OrderedDict[str, list[list[Any]]] = OrderedDict()
+
+    def remember_writes(self, thread_key: str, field: str, rows: Sequence[tuple[str, Any]]) -> None:
+        """Note ``messages`` writes (row suffix, messages) of writes field ``field`` not yet
+        in the history list: the put that appends them makes them references."""
+        if not rows:
+            return
+        with self._lock:
+            known = self._writes.pop(thread_key, [])
+            known += [[field, suffix, list(messages), 0] for suffix, messages in rows]
+            self._writes[thread_key] = known[-32:]
+            while len(self._writes) > self._size:
+                self._writes.popitem(last=False)
+
+    def rewrites(
+        self, thread_key: str, write: MessagesWrite | None
+    ) -> list[tuple[str, str, int, int]]:
+        """Noted writes whose messages the list holds after this put:
+        (field, row suffix, start from the oldest, count)."""
+        if write is None or write.mode == "":
+            return []
+        with self._lock:
+            known = list(self._writes.get(thread_key, []))
+        objects, encoded = write.after_objects, write.after_encoded
+        found = []
+        for name, suffix, messages, _tries in known:
+            lowest = max(0, len(objects) - len(messages) - 64)
+            start = find_run(objects, encoded, messages, lowest)
+            if start is not None:
+                found.append((name, suffix, start, len(messages)))
+        return found
+
+    def settle(self, thread_key: str, done: Sequence[tuple[str, str, int, int]]) -> None:
+        """After a put: drop the rewritten writes, and those tried by a few puts."""
+        finished = {(name, suffix) for name, suffix, _, _ in done}
+        with self._lock:
+            known = self._writes.get(thread_key)
+            if known is None:
+                return
+            kept = []
+            for entry in known:
+                entry[3] += 1
+                if (entry[0], entry[1]) not in finished and entry[3] < 4:
+                    kept.append(entry)
+            self._writes[thread_key] = kept
 
     def get(self, thread_key: str) -> Tip:
         with self._lock:
@@ -139,9 +211,21 @@ class Tips:
             while len(self._tips) > self._size:
                 self._tips.popitem(last=False)
 
+    def locate(self, thread_key: str, messages: Sequence[Any]) -> tuple[str, int] | None:
+        """(segment, start) when the history list already holds ``messages`` (the same
+        objects) among its newest elements: a write that arrives after the put."""
+        with self._lock:
+            tip = self._tips.get(thread_key)
+        if tip is None or not messages:
+            return None
+        lowest = max(0, len(tip.objects) - 64)
+        start = find_run(tip.objects, tip.encoded, messages, lowest)
+        return None if start is None else (tip.segment, start)
+
     def forget(self, thread_key: str) -> None:
         with self._lock:
             self._tips.pop(thread_key, None)
+            self._writes.pop(thread_key, None)
 
 
 def tip_from_list(segment: str, newest_first: list[bytes], key: str) -> tuple[Tip, list[Any]]:

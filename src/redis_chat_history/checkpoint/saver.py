@@ -290,14 +290,17 @@ class RedisCheckpointSaver(BaseCheckpointSaver[str]):
         return await self._adrive(flows.delta_history(self._ctx, config, channels))  # type: ignore[no-any-return]
 
     def get_next_version(self, current: str | None, channel: None) -> str:
-        """Versions as ``InMemorySaver`` and ``PostgresSaver`` make them (sortable strings)."""
+        """Sortable strings like ``InMemorySaver``'s, shorter (stored in every checkpoint).
+
+        The random part keeps two branches of a fork from sharing a (channel, version).
+        """
         if current is None:
             number = 0
         elif isinstance(current, int):
             number = current
         else:
             number = int(current.split(".")[0])
-        return f"{number + 1:032}.{random.random():016}"
+        return f"{number + 1:012}.{random.getrandbits(40):010x}"
 
 
 class _Opened:

@@ -14,6 +14,7 @@ Example::
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -56,18 +57,36 @@ class ThreadKeys:
         return [self.history, self.data, self.index]
 
 
+#: Values at least this long are stored zlib-compressed when that makes them smaller
+#: (checkpoints compress to about half: versions and channel names repeat).
+COMPRESS_FROM = 200
+_ZLIB = "z+"
+
+
 def pack(typed: tuple[str, bytes]) -> bytes:
-    """A serializer's ``(type, bytes)`` as stored: ``type\\0bytes``."""
-    return typed[0].encode() + b"\x00" + typed[1]
+    """A serializer's ``(type, bytes)`` as stored: ``type\\0bytes`` (``z+type`` compressed)."""
+    kind, data = typed
+    if len(data) >= COMPRESS_FROM:
+        packed = zlib.compress(data, 6)
+        if len(packed) < len(data):
+            return f"{_ZLIB}{kind}\x00".encode() + packed
+    return kind.encode() + b"\x00" + data
 
 
 def unpack(raw: bytes) -> tuple[str, bytes]:
     kind, _, data = raw.partition(b"\x00")
-    return kind.decode(), data
+    text = kind.decode()
+    if text.startswith(_ZLIB):
+        return text[len(_ZLIB) :], zlib.decompress(data)
+    return text, data
 
 
 def blob_field(ns: str, channel: str, version: Any) -> str:
     return f"b{SEP}{ns}{SEP}{channel}{SEP}{version}"
+
+
+def writes_field(ns: str, checkpoint_id: str) -> str:
+    return f"w{SEP}{ns}{SEP}{checkpoint_id}"
 
 
 def versions_list(versions: dict[str, Any]) -> str:
@@ -100,36 +119,71 @@ def _parse_put(replies: list[Any]) -> PutReply:
     return PutReply(int(reply[0]), _text(reply[1]), int(reply[2]))
 
 
+def pack_record(
+    parent_id: str, versions: dict[str, Any], metadata: bytes, checkpoint: bytes
+) -> bytes:
+    """A checkpoint as stored: ``parent\\0<n>\\0<blob list><m>\\0<metadata><checkpoint>``."""
+    listed = versions_list(versions).encode("utf-8", "surrogateescape")
+    head = f"{parent_id}\x00{len(listed)}\x00".encode()
+    return head + listed + f"{len(metadata)}\x00".encode() + metadata + checkpoint
+
+
+def unpack_record(raw: bytes) -> tuple[str, bytes, bytes]:
+    """(parent id, packed metadata, packed checkpoint) of a stored record."""
+    parent, _, rest = raw.partition(b"\x00")
+    size, _, rest = rest.partition(b"\x00")
+    rest = rest[int(size) :]
+    size, _, rest = rest.partition(b"\x00")
+    return _text(parent), rest[: int(size)], rest[int(size) :]
+
+
+def parse_rows(raw: bytes) -> list[tuple[str, bytes]]:
+    """The rows ``(task\\0idx, value)`` of a stored writes field."""
+    rows = []
+    at = 0
+    while at < len(raw):
+        cut = raw.index(b"\x00", at)
+        size = int(raw[at:cut])
+        suffix = raw[cut + 1 : cut + 1 + size]
+        at = cut + 1 + size
+        cut = raw.index(b"\x00", at)
+        size = int(raw[at:cut])
+        rows.append((_text(suffix), raw[cut + 1 : cut + 1 + size]))
+        at = cut + 1 + size
+    return rows
+
+
 def put_plan(
     keys: ThreadKeys,
     *,
     ns: str,
     checkpoint_id: str,
-    parent_id: str,
-    checkpoint: bytes,
-    metadata: bytes,
-    versions: dict[str, Any],
+    record: bytes,
     run_id: str,
     ttl: int,
     blobs: Sequence[tuple[str, bytes]],
     messages: MessagesWrite | None,
     messages_field: str,
     new_segment: str,
+    rewrites: Sequence[tuple[str, str, int, int]] = (),
 ) -> Plan[PutReply]:
-    """Store one checkpoint, its new blobs and (root namespace) its messages, atomically."""
+    """Store one checkpoint, its new blobs and (root namespace) its messages, atomically.
+
+    ``rewrites`` name rows of writes fields whose messages the list holds after the put,
+    from a position counted from the oldest (they become references to them).
+    """
     script_keys = keys.base
     mode = messages.mode if messages is not None else ""
     if mode == "r":
         assert messages is not None
         script_keys = [*script_keys, keys.archive(messages.expected.segment)]
     expected = messages.expected if messages is not None else None
+    sending = mode in ("a", "r")
+    rewrites = rewrites if mode else ()
     args: list[Any] = [
         ns,
         checkpoint_id,
-        parent_id,
-        checkpoint,
-        metadata,
-        versions_list(versions),
+        record,
         run_id,
         ttl,
         mode,
@@ -137,11 +191,14 @@ def put_plan(
         len(expected.encoded) if expected else 0,
         new_segment,
         messages_field,
+        len(rewrites),
         len(blobs),
     ]
+    for field, suffix, start, count in rewrites:
+        args += (field, suffix, start, count)
     for name, value in blobs:
         args += (name, value)
-    if messages is not None and mode in ("a", "r"):
+    if messages is not None and sending:
         args += messages.elements
     command = Command.call(lua.PUT, script_keys, args)
     return Plan((command,), keys.history, _parse_put, writes=True)
@@ -163,17 +220,6 @@ def put_writes_plan(
     return Plan((command,), keys.history, lambda replies: int(replies[0]), writes=True)
 
 
-def prune_plan(keys: ThreadKeys, mode: str, run_ids: Sequence[str] = ()) -> Plan[int]:
-    """Delete all but the latest checkpoint per namespace ('latest'), or a run's ('runs')."""
-    command = Command.call(lua.PRUNE, keys.base, [mode, *run_ids])
-    return Plan((command,), keys.history, lambda replies: int(replies[0]), writes=True)
-
-
-def delete_plan(keys: ThreadKeys) -> Plan[bool]:
-    command = Command.call(lua.DELETE, keys.base, [])
-    return Plan((command,), keys.history, lambda replies: bool(replies[0]), writes=True)
-
-
 # ---------------------------------------------------------------------------
 # Reads
 
@@ -181,7 +227,7 @@ def delete_plan(keys: ThreadKeys) -> Plan[bool]:
 @dataclass(frozen=True)
 class Record:
     """One stored checkpoint as read: packed checkpoint and metadata, parent id, blobs
-    (channel -> packed value or reference) and writes (field suffix -> packed write)."""
+    (channel -> packed value or reference) and writes (``task\\0idx`` -> packed write)."""
 
     checkpoint_id: str
     checkpoint: bytes
@@ -207,21 +253,26 @@ def _pairs(flat: Sequence[Any]) -> list[tuple[Any, Any]]:
     return [(flat[at], flat[at + 1]) for at in range(0, len(flat), 2)]
 
 
-def _record(row: Sequence[Any], ns: str) -> Record:
-    checkpoint_id, checkpoint, metadata, parent, blobs, writes = row
-    prefix = f"w{SEP}{ns}{SEP}{_text(checkpoint_id)}{SEP}"
+def _record(row: Sequence[Any]) -> Record:
+    checkpoint_id, raw, _parent, blobs, writes = row
+    parent, metadata, checkpoint = unpack_record(raw)
     return Record(
         _text(checkpoint_id),
         checkpoint,
         metadata,
-        _text(parent or b""),
+        parent,
         {_text(channel): value for channel, value in _pairs(blobs)},
-        [(_text(field)[len(prefix) :], value) for field, value in _pairs(writes)],
+        parse_rows(writes),
     )
 
 
 def _segments(flat: Sequence[Any]) -> dict[str, list[bytes]]:
-    return {_text(seg): list(elements) for seg, elements in _pairs(flat)}
+    """Segment id -> its oldest elements (newest first), the longest read of each."""
+    found: dict[str, list[bytes]] = {}
+    for seg, elements in _pairs(flat):
+        if len(elements) >= len(found.get(_text(seg), ())):
+            found[_text(seg)] = list(elements)
+    return found
 
 
 def read_plan(keys: ThreadKeys, ns: str, ids: Sequence[str], *, ttl: int = 0) -> Plan[ReadReply]:
@@ -231,7 +282,7 @@ def read_plan(keys: ThreadKeys, ns: str, ids: Sequence[str], *, ttl: int = 0) ->
         reply = replies[0]
         if int(reply[0]) == -1:
             return ReadReply([], {}, broken=_text(reply[1]))
-        records = [_record(row, ns) for row in reply[3]]
+        records = [_record(row) for row in reply[3]]
         return ReadReply(records, _segments(reply[4]), _text(reply[1]), int(reply[2]))
 
     command = Command.call(lua.READ, keys.base, [ns, ttl, *(ids or [""])])
@@ -242,7 +293,9 @@ def page_plan(keys: ThreadKeys, ns: str, before: str, count: int) -> Plan[list[t
     """Ids and packed metadata of up to ``count`` checkpoints older than ``before``."""
 
     def parse(replies: list[Any]) -> list[tuple[str, bytes]]:
-        return [(_text(cid), metadata) for cid, metadata in _pairs(replies[0])]
+        return [
+            (_text(cid), unpack_record(raw)[1] if raw else b"") for cid, raw in _pairs(replies[0])
+        ]
 
     command = Command.call(lua.PAGE, keys.base, [ns, before, count])
     return Plan((command,), keys.history, parse)
@@ -276,11 +329,10 @@ def delta_plan(
             return [], {}, _text(reply[1])
         chain = []
         for ancestor_id, writes, seeds in reply[1]:
-            prefix = f"w{SEP}{ns}{SEP}{_text(ancestor_id)}{SEP}"
             chain.append(
                 Ancestor(
                     _text(ancestor_id),
-                    [(_text(f)[len(prefix) :], value) for f, value in _pairs(writes)],
+                    [(_text(suffix), value) for suffix, value in _pairs(writes)],
                     {_text(channel): value for channel, value in _pairs(seeds)},
                 )
             )
@@ -288,57 +340,3 @@ def delta_plan(
 
     command = Command.call(lua.DELTA, keys.base, [ns, checkpoint_id, *channels])
     return Plan((command,), keys.history, parse)
-
-
-@dataclass(frozen=True)
-class Dump:
-    """Everything one thread stores (for copy_thread)."""
-
-    fields: list[tuple[bytes, bytes]]
-    members: list[bytes]
-    history: list[bytes]
-    archives: list[tuple[str, list[bytes]]]
-
-
-def dump_plan(keys: ThreadKeys) -> Plan[Dump]:
-    def parse(replies: list[Any]) -> Dump:
-        fields, members, history, archives = replies[0]
-        return Dump(
-            _pairs(fields),
-            list(members),
-            list(history),
-            [(_text(seg), list(elements)) for seg, elements in _pairs(archives)],
-        )
-
-    return Plan((Command.call(lua.DUMP, keys.base, []),), keys.history, parse)
-
-
-def restore_plan(keys: ThreadKeys, dump: Dump, *, ttl: int) -> Plan[bool]:
-    """Write ``dump`` into an empty thread; False when it already holds something."""
-    archive_keys = [keys.archive(seg) for seg, _ in dump.archives]
-    renamed = {
-        f"g{SEP}{seg}".encode(): key.encode()
-        for (seg, _), key in zip(dump.archives, archive_keys, strict=True)
-    }
-    args: list[Any] = [ttl, len(dump.fields), len(dump.members), len(dump.history)]
-    args.append(len(dump.archives))
-    for name, value in dump.fields:
-        args += (name, renamed.get(name, value))
-    args += dump.members
-    args += reversed(dump.history)
-    for _, elements in dump.archives:
-        args.append(len(elements))
-        args += reversed(elements)
-    command = Command.call(lua.RESTORE, [*keys.base, *archive_keys], args)
-    return Plan((command,), keys.history, lambda replies: bool(replies[0]), writes=True)
-
-
-def scan_index_plan(cursor: int, pattern: str) -> Plan[tuple[int, list[bytes]]]:
-    """One SCAN step over checkpoint index keys (sorted sets) matching ``pattern``."""
-
-    def parse(replies: list[Any]) -> tuple[int, list[bytes]]:
-        next_cursor, found = replies[0]
-        return int(next_cursor), list(found)
-
-    command = Command(("SCAN", cursor, "MATCH", pattern, "COUNT", 1000, "TYPE", "zset"))
-    return Plan((command,), pattern, parse)

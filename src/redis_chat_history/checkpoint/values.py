@@ -6,7 +6,7 @@ the plans in :mod:`.steps`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
@@ -22,6 +22,9 @@ from redis_chat_history.checkpoint.messages import Tip
 from redis_chat_history.checkpoint.steps import REF, Record, ThreadKeys, pack, unpack
 from redis_chat_history.codec import decode_newest_first
 from redis_chat_history.errors import CorruptHistoryError
+
+#: The type of a write stored as a reference to messages of a segment.
+WREF = "rch-wref"
 
 
 class BrokenCheckpointError(CorruptHistoryError):
@@ -93,17 +96,42 @@ def pack_write(serde: SerializerProtocol, channel: str, value: Any, task_path: s
 
 
 def write_rows(
-    serde: SerializerProtocol, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str
+    serde: SerializerProtocol,
+    writes: Sequence[tuple[str, Any]],
+    task_id: str,
+    task_path: str,
+    locate: Callable[[Any], tuple[str, int] | None] | None = None,
 ) -> list[tuple[str, bool, bytes]]:
-    """put_writes' rows: field suffix ``task\\0idx``, replace (special writes), value."""
+    """put_writes' rows: field suffix ``task\\0idx``, replace (special writes), value.
+
+    ``locate`` finds a ``messages`` write already in the history list: it is stored as
+    a reference to it.
+    """
     rows = []
     for position, (channel, value) in enumerate(writes):
         idx = WRITES_IDX_MAP.get(channel, position)
-        rows.append((f"{task_id}\x00{idx}", idx < 0, pack_write(serde, channel, value, task_path)))
+        found = locate(value) if locate is not None and channel == "messages" else None
+        if found is not None:
+            head = f"{channel}\x00{task_path}\x00".encode("utf-8", "surrogateescape")
+            packed = head + pack((WREF, f"{found[0]}:{found[1]}:{len(value)}".encode()))
+        else:
+            packed = pack_write(serde, channel, value, task_path)
+        rows.append((f"{task_id}\x00{idx}", idx < 0, packed))
     return rows
 
 
-def pending_writes(serde: SerializerProtocol, rows: list[tuple[str, bytes]]) -> list[PendingWrite]:
+def _write_value(serde: SerializerProtocol, rest: bytes, segments: Segments) -> Any:
+    kind, data = unpack(rest)
+    if kind == WREF:
+        segment, start, count = data.decode().split(":")
+        first, size = int(start), int(count)
+        return segments.oldest(segment, first + size)[first:]
+    return serde.loads_typed((kind, data))
+
+
+def pending_writes(
+    serde: SerializerProtocol, rows: list[tuple[str, bytes]], segments: Segments
+) -> list[PendingWrite]:
     """Stored writes in LangGraph's order (``writes_sort_key``)."""
     decoded = []
     for suffix, raw in rows:
@@ -113,7 +141,8 @@ def pending_writes(serde: SerializerProtocol, rows: list[tuple[str, bytes]]) -> 
         decoded.append((key, task_id, channel.decode("utf-8", "surrogateescape"), rest))
     decoded.sort(key=lambda row: row[0])
     return [
-        (task_id, channel, serde.loads_typed(unpack(rest))) for _, task_id, channel, rest in decoded
+        (task_id, channel, _write_value(serde, rest, segments))
+        for _, task_id, channel, rest in decoded
     ]
 
 
@@ -137,7 +166,7 @@ def checkpoint_tuple(
         checkpoint=checkpoint,
         metadata=serde.loads_typed(unpack(record.metadata)),
         parent_config=config_of(keys.thread_id, ns, record.parent_id) if record.parent_id else None,
-        pending_writes=pending_writes(serde, record.writes),
+        pending_writes=pending_writes(serde, record.writes, segments),
     )
 
 
