@@ -8,12 +8,14 @@ same generator with :func:`~redis_chat_history.execution.run` or ``arun``.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
+    LATEST_VERSION,
     ChannelVersions,
     Checkpoint,
     CheckpointMetadata,
@@ -118,7 +120,47 @@ def get_tuple(ctx: Context, config: RunnableConfig) -> Flow:
     ids = [checkpoint_id] if checkpoint_id else []
     reply = yield Run(steps.read_plan(keys, ns, ids, ttl=ctx.read_ttl))
     found = _tuples(ctx, keys, ns, reply, checkpoint_id)
+    if not found and ns == "" and not checkpoint_id and reply.length and ctx.history:
+        yield from _adopt(ctx, thread_id, keys)
+        reply = yield Run(steps.read_plan(keys, ns, ids, ttl=ctx.read_ttl))
+        found = _tuples(ctx, keys, ns, reply, checkpoint_id)
     return found[0] if found else None
+
+
+#: The id of the checkpoint a thread starts from when its history list existed before
+#: it had checkpoints (below every uuid6 LangGraph makes).
+ADOPTED_ID = "00000000-0000-6000-8000-000000000000"
+
+
+def _adopt(ctx: Context, thread_id: str, keys: ThreadKeys) -> Flow:
+    """Store a first checkpoint holding the thread's existing chat history.
+
+    A ``RunnableWithMessageHistory`` application (or the old class) wrote the list; the
+    agent continues that conversation. Its id is fixed, so adopting twice stores it once.
+    """
+    tip = yield Run(_read_tip(keys))
+    ctx.tips.set(keys.history, tip)
+    # LangGraph gives messages without an id one (add_messages): give them theirs now,
+    # so the list holds what the state holds (the list is then rewritten once)
+    messages = [
+        message if message.id else message.model_copy(update={"id": str(uuid.uuid4())})
+        for message in tip.objects
+        if message is not None
+    ]
+    version = f"{1:012}.{0:010x}"
+    checkpoint: Checkpoint = {
+        "v": LATEST_VERSION,
+        "id": ADOPTED_ID,
+        "ts": "1970-01-01T00:00:00+00:00",
+        "channel_values": {"messages": messages},
+        "channel_versions": {"messages": version},
+        "versions_seen": {},
+        "updated_channels": ["messages"],
+    }
+    metadata: CheckpointMetadata = {"source": "input", "step": -2, "parents": {}}
+    config = config_of(thread_id, "", "")
+    yield from put(ctx, config, checkpoint, metadata, {"messages": version})
+    return None
 
 
 def _matches(metadata: dict[str, Any], wanted: dict[str, Any] | None) -> bool:
@@ -267,6 +309,7 @@ def put(
                 ctx.tips.set(
                     keys.history, Tip(reply.segment, write.after_encoded, write.after_objects)
                 )
+                ctx.tips.settle(keys.history, rewrites)
             break
         if reply.status == 0:  # stored before (a re-sent put): applied once
             ctx.tips.forget(keys.history)
