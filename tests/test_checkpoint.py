@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 import redis
-from packaging.version import Version
 from langchain.agents import create_agent
 from langchain_core.messages import AIMessage, HumanMessage, RemoveMessage
 from langgraph.checkpoint.serde.base import CipherProtocol
 from langgraph.checkpoint.serde.encrypted import EncryptedSerializer
+from packaging.version import Version
 
 from redis_chat_history import RedisChatStore
 from redis_chat_history.checkpoint import BrokenCheckpointError, RedisCheckpointSaver
