@@ -9,7 +9,7 @@ same generator with :func:`~redis_chat_history.execution.run` or ``arun``.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,9 +81,11 @@ class Context:
     ttl: int
     read_ttl: int
     history: bool
+    #: The history key of a thread id (the store's: it refuses ids that name a companion key).
+    history_key: Callable[[str], str]
 
     def keys(self, thread_id: str) -> ThreadKeys:
-        return ThreadKeys.of(self.key_prefix, str(thread_id))
+        return ThreadKeys(str(thread_id), self.history_key(str(thread_id)))
 
 
 def _where(config: RunnableConfig) -> tuple[str, str, str]:

@@ -104,6 +104,7 @@ class RedisCheckpointSaver(BaseCheckpointSaver[str]):
             ttl=seconds,
             read_ttl=seconds if refresh_on_read else 0,
             history=bool(history),
+            history_key=store.key,
         )
 
     @property
