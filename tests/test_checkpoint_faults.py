@@ -17,7 +17,7 @@ from redis_chat_history.checkpoint.steps import ThreadKeys
 from redis_chat_history.errors import RedisUnavailableError
 from redis_chat_history.retry import RetryPolicy
 from tests.proxy import ReplyDroppingProxy
-from tests.servers import Binary, RedisProcess, wait_until
+from tests.servers import Binary, RedisProcess, SentinelGroup, wait_until
 
 
 def checkpoint_with(messages: list[Any], number: int) -> tuple[Any, dict[str, Any]]:
@@ -139,3 +139,17 @@ def test_reads_and_writes_are_one_round_trip_each(redis_url: str) -> None:
     assert history == base(saver, config=found.config, channels=["x", "step"])
     keys = ThreadKeys.of("message_store:", "t")
     assert redis.Redis.from_url(redis_url).llen(keys.history) == 6
+
+
+def test_through_sentinel_with_replicas_acknowledging(sentinel_group: SentinelGroup) -> None:
+    saver = RedisCheckpointSaver(sentinel_group.url(db=3), wait_for_replicas=1, wait_timeout=5)
+    saver.delete_thread("sentinel")
+    config = None
+    messages: list[Any] = []
+    for number in range(3):
+        messages = [*messages, HumanMessage(f"m{number}", id=f"s-{number}")]
+        config = put_turn(saver, "sentinel", config, messages)
+    replica = sentinel_group.replica.client(db=3)
+    assert replica.llen("message_store:sentinel") == 3  # WAIT: the replica has every write
+    found = saver.get_tuple({"configurable": {"thread_id": "sentinel"}})
+    assert found is not None and found.checkpoint["channel_values"]["messages"] == messages
