@@ -153,3 +153,20 @@ def test_through_sentinel_with_replicas_acknowledging(sentinel_group: SentinelGr
     assert replica.llen("message_store:sentinel") == 3  # WAIT: the replica has every write
     found = saver.get_tuple({"configurable": {"thread_id": "sentinel"}})
     assert found is not None and found.checkpoint["channel_values"]["messages"] == messages
+
+
+def test_two_processes_writing_one_thread_keep_one_history(redis_url: str) -> None:
+    first, second = RedisCheckpointSaver(redis_url), RedisCheckpointSaver(redis_url)
+    config = None
+    messages: list[Any] = []
+    for number in range(6):  # each put finds the list changed by the other saver
+        messages = [*messages, HumanMessage(f"m{number}", id=f"two-{number}")]
+        config = put_turn(first if number % 2 else second, "shared", config, messages)
+    assert [m.id for m in first.store.history("shared").messages] == [m.id for m in messages]
+    first.store.history("shared").add_messages([AIMessage("appended by the old class")])
+    messages = [*messages, HumanMessage("after", id="two-after")]  # not an extension now
+    config = put_turn(second, "shared", config, messages)
+    assert second.store.history("shared").messages == messages
+    for found in first.list({"configurable": {"thread_id": "shared"}}):
+        count = found.metadata["step"]
+        assert len(found.checkpoint["channel_values"]["messages"]) == count
