@@ -32,8 +32,9 @@ def test_values_records_and_rows_round_trip() -> None:
     assert unpack(pack(big)) == big and len(pack(big)) < 100  # compressed
     assert unpack(pack(("json", b"{}"))) == ("json", b"{}")
     raw = pack_record("parent-1", {"a": 1, "messages": "0001.ab"}, b"meta\x00x", b"check\x00y")
-    assert raw.startswith(b"parent-1\x00") and b"messages\x000001.ab\x00" in raw
-    assert unpack_record(raw) == ("parent-1", b"meta\x00x", b"check\x00y")
+    assert raw.startswith(b"parent-1\x00") and b"a\x00#1\x00messages\x000001.ab\x00" in raw
+    versions = {"a": 1, "messages": "0001.ab"}
+    assert unpack_record(raw) == ("parent-1", b"meta\x00x", b"check\x00y", versions)
 
 
 def test_writes_keep_task_path_and_come_back_in_langgraph_order() -> None:

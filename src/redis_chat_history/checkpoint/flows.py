@@ -265,6 +265,8 @@ def put(
     keys = ctx.keys(thread_id)
     stored: dict[str, Any] = dict(checkpoint)
     values: dict[str, Any] = stored.pop("channel_values")
+    # the record's field name and blob list hold these (unpack_record puts them back)
+    del stored["id"], stored["channel_versions"]
     full_metadata = get_checkpoint_metadata(config, metadata)
     messages = storable(values.get("messages")) if ns == "" and ctx.history else None
     for attempt in range(STALE_RETRIES):

@@ -81,8 +81,26 @@ def unpack(raw: bytes) -> tuple[str, bytes]:
     return text, data
 
 
+def version_text(version: Any) -> str:
+    """A channel version as stored (names blob fields; read back by :func:`version_of`)."""
+    if isinstance(version, int) and not isinstance(version, bool):
+        return f"#{version}"
+    if isinstance(version, float):
+        return f"~{version!r}"
+    text = str(version)
+    return "'" + text if text[:1] in ("#", "~", "'") else text
+
+
+def version_of(text: str) -> Any:
+    if text[:1] == "#":
+        return int(text[1:])
+    if text[:1] == "~":
+        return float(text[1:])
+    return text[1:] if text[:1] == "'" else text
+
+
 def blob_field(ns: str, channel: str, version: Any) -> str:
-    return f"b{SEP}{ns}{SEP}{channel}{SEP}{version}"
+    return f"b{SEP}{ns}{SEP}{channel}{SEP}{version_text(version)}"
 
 
 def writes_field(ns: str, checkpoint_id: str) -> str:
@@ -91,7 +109,9 @@ def writes_field(ns: str, checkpoint_id: str) -> str:
 
 def versions_list(versions: dict[str, Any]) -> str:
     """The blob fields of a checkpoint, as ``channel\\0version\\0`` pairs (read by Lua)."""
-    return "".join(f"{channel}{SEP}{version}{SEP}" for channel, version in versions.items())
+    return "".join(
+        f"{channel}{SEP}{version_text(version)}{SEP}" for channel, version in versions.items()
+    )
 
 
 def _text(value: Any) -> str:
@@ -128,13 +148,19 @@ def pack_record(
     return head + listed + f"{len(metadata)}\x00".encode() + metadata + checkpoint
 
 
-def unpack_record(raw: bytes) -> tuple[str, bytes, bytes]:
-    """(parent id, packed metadata, packed checkpoint) of a stored record."""
+def unpack_record(raw: bytes) -> tuple[str, bytes, bytes, dict[str, Any]]:
+    """(parent id, packed metadata, packed checkpoint, channel versions) of a record.
+
+    The checkpoint is stored without its id and versions (the field name and the blob
+    list hold them).
+    """
     parent, _, rest = raw.partition(b"\x00")
     size, _, rest = rest.partition(b"\x00")
+    listed = _text(rest[: int(size)]).split(SEP)
     rest = rest[int(size) :]
     size, _, rest = rest.partition(b"\x00")
-    return _text(parent), rest[: int(size)], rest[int(size) :]
+    versions = {listed[at]: version_of(listed[at + 1]) for at in range(0, len(listed) - 1, 2)}
+    return _text(parent), rest[: int(size)], rest[int(size) :], versions
 
 
 def parse_rows(raw: bytes) -> list[tuple[str, bytes]]:
@@ -235,6 +261,7 @@ class Record:
     parent_id: str
     blobs: dict[str, bytes]
     writes: list[tuple[str, bytes]]
+    versions: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -255,7 +282,7 @@ def _pairs(flat: Sequence[Any]) -> list[tuple[Any, Any]]:
 
 def _record(row: Sequence[Any]) -> Record:
     checkpoint_id, raw, _parent, blobs, writes = row
-    parent, metadata, checkpoint = unpack_record(raw)
+    parent, metadata, checkpoint, versions = unpack_record(raw)
     return Record(
         _text(checkpoint_id),
         checkpoint,
@@ -263,6 +290,7 @@ def _record(row: Sequence[Any]) -> Record:
         parent,
         {_text(channel): value for channel, value in _pairs(blobs)},
         parse_rows(writes),
+        versions,
     )
 
 

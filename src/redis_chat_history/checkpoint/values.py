@@ -7,11 +7,12 @@ the plans in :mod:`.steps`.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
     WRITES_IDX_MAP,
+    Checkpoint,
     CheckpointTuple,
     PendingWrite,
     writes_sort_key,
@@ -159,7 +160,10 @@ def config_of(thread_id: str, ns: str, checkpoint_id: str) -> RunnableConfig:
 def checkpoint_tuple(
     serde: SerializerProtocol, keys: ThreadKeys, ns: str, record: Record, segments: Segments
 ) -> CheckpointTuple:
-    checkpoint = serde.loads_typed(unpack(record.checkpoint))
+    stored = serde.loads_typed(unpack(record.checkpoint))
+    checkpoint = cast(
+        Checkpoint, {"id": record.checkpoint_id, "channel_versions": record.versions, **stored}
+    )
     checkpoint["channel_values"] = channel_values(serde, record, segments)
     return CheckpointTuple(
         config=config_of(keys.thread_id, ns, record.checkpoint_id),
