@@ -20,11 +20,8 @@ from langgraph.checkpoint.base import (
     Checkpoint,
     CheckpointMetadata,
     CheckpointTuple,
-    DeltaChannelHistory,
-    PendingWrite,
     get_checkpoint_id,
     get_checkpoint_metadata,
-    writes_sort_key,
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
@@ -37,8 +34,6 @@ from redis_chat_history.checkpoint.values import (
     broken,
     checkpoint_tuple,
     config_of,
-    load_value,
-    pending_writes,
     tip_of,
     write_rows,
 )
@@ -88,7 +83,7 @@ class Context:
         return ThreadKeys(str(thread_id), self.history_key(str(thread_id)))
 
 
-def _where(config: RunnableConfig) -> tuple[str, str, str]:
+def where(config: RunnableConfig) -> tuple[str, str, str]:
     configurable = config["configurable"]
     return (
         configurable["thread_id"],
@@ -117,7 +112,7 @@ def _tuples(
 
 
 def get_tuple(ctx: Context, config: RunnableConfig) -> Flow:
-    thread_id, ns, checkpoint_id = _where(config)
+    thread_id, ns, checkpoint_id = where(config)
     keys = ctx.keys(thread_id)
     ids = [checkpoint_id] if checkpoint_id else []
     reply = yield Run(steps.read_plan(keys, ns, ids, ttl=ctx.read_ttl))
@@ -169,7 +164,7 @@ def _matches(metadata: dict[str, Any], wanted: dict[str, Any] | None) -> bool:
     return not wanted or all(metadata.get(key) == value for key, value in wanted.items())
 
 
-def _thread_ids(ctx: Context) -> Flow:
+def thread_ids(ctx: Context) -> Flow:
     """Every thread with checkpoints under the key prefix (SCAN on every master)."""
     from redis_chat_history.store import glob_escape
 
@@ -207,14 +202,14 @@ def list_checkpoints(
     """Checkpoints newest first per namespace; yields :class:`Emit` items."""
     configurable = config["configurable"] if config else {}
     if config is not None and "thread_id" in configurable:
-        thread_ids = [configurable["thread_id"]]
+        wanted = [configurable["thread_id"]]
     else:
-        thread_ids = yield from _thread_ids(ctx)
+        wanted = yield from thread_ids(ctx)
     only_ns = configurable.get("checkpoint_ns")
     only_id = configurable.get("checkpoint_id")
     before_id = get_checkpoint_id(before) if before else None
     remaining = limit
-    for thread_id in thread_ids:
+    for thread_id in wanted:
         keys = ctx.keys(thread_id)
         namespaces = [only_ns] if only_ns is not None else (yield Run(steps.namespaces_plan(keys)))
         for ns in namespaces:
@@ -261,7 +256,7 @@ def put(
     metadata: CheckpointMetadata,
     new_versions: ChannelVersions,
 ) -> Flow:
-    thread_id, ns, parent_id = _where(config)
+    thread_id, ns, parent_id = where(config)
     keys = ctx.keys(thread_id)
     stored: dict[str, Any] = dict(checkpoint)
     values: dict[str, Any] = stored.pop("channel_values")
@@ -334,7 +329,7 @@ def put_writes(
     task_id: str,
     task_path: str,
 ) -> Flow:
-    thread_id, ns, checkpoint_id = _where(config)
+    thread_id, ns, checkpoint_id = where(config)
     if not writes:
         return None
     history = ctx.keys(thread_id).history
@@ -366,69 +361,4 @@ def put_writes(
     return None
 
 
-def delete_thread(ctx: Context, thread_id: str) -> Flow:
-    keys = ctx.keys(thread_id)
-    yield Run(upkeep.delete_plan(keys))
-    ctx.tips.forget(keys.history)
-    return None
-
-
-def delete_for_runs(ctx: Context, run_ids: Sequence[str]) -> Flow:
-    if not run_ids:
-        return None
-    for thread_id in (yield from _thread_ids(ctx)):
-        yield Run(upkeep.prune_plan(ctx.keys(thread_id), "runs", [str(run) for run in run_ids]))
-    return None
-
-
-def prune(ctx: Context, thread_ids: Sequence[str], strategy: str) -> Flow:
-    if strategy not in ("keep_latest", "delete"):
-        raise InvalidArgumentError(f"unknown prune strategy {strategy!r} (keep_latest, delete)")
-    for thread_id in thread_ids:
-        if strategy == "delete":
-            yield from delete_thread(ctx, thread_id)
-        else:
-            yield Run(upkeep.prune_plan(ctx.keys(thread_id), "latest"))
-    return None
-
-
-def copy_thread(ctx: Context, source: str, target: str) -> Flow:
-    dump = yield Run(upkeep.dump_plan(ctx.keys(source)))
-    if not dump.fields and not dump.members and not dump.history:
-        return None
-    keys = ctx.keys(target)
-    if not (yield Run(upkeep.restore_plan(keys, dump, ttl=ctx.ttl))):
-        raise InvalidArgumentError(
-            f"cannot copy thread {source!r} to {target!r}: the target already holds "
-            "checkpoints or a chat history"
-        )
-    ctx.tips.forget(keys.history)
-    return None
-
-
-def delta_history(ctx: Context, config: RunnableConfig, channels: Sequence[str]) -> Flow:
-    if not channels:
-        return {}
-    thread_id, ns, checkpoint_id = _where(config)
-    keys = ctx.keys(thread_id)
-    chain, raw_segments, what = yield Run(steps.delta_plan(keys, ns, checkpoint_id, channels))
-    if what is not None:
-        raise broken(keys, checkpoint_id, what)
-    segments = Segments(keys, raw_segments)
-    collected: dict[str, list[PendingWrite]] = {channel: [] for channel in channels}
-    seeds: dict[str, Any] = {}
-    for ancestor in chain:
-        for write in reversed(pending_writes(ctx.serde, ancestor.writes, segments)):
-            collected[write[1]].append(write)
-        for channel, raw in ancestor.seeds.items():
-            seeds[channel] = load_value(ctx.serde, raw, segments)
-    result: dict[str, DeltaChannelHistory] = {}
-    for channel in channels:
-        entry: DeltaChannelHistory = {"writes": list(reversed(collected[channel]))}
-        if channel in seeds:
-            entry["seed"] = seeds[channel]
-        result[channel] = entry
-    return result
-
-
-__all__ = ["Context", "Emit", "Masters", "Run", "writes_sort_key"]
+__all__ = ["Context", "Emit", "Flow", "Masters", "Run", "thread_ids", "where"]

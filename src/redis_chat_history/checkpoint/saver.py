@@ -34,7 +34,7 @@ from langgraph.checkpoint.base import (
 from langgraph.checkpoint.serde.base import SerializerProtocol
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
-from redis_chat_history.checkpoint import flows
+from redis_chat_history.checkpoint import flows, threads
 from redis_chat_history.checkpoint.messages import Tips
 from redis_chat_history.clients import AsyncClient, SyncClient
 from redis_chat_history.errors import InvalidArgumentError
@@ -257,38 +257,38 @@ class RedisCheckpointSaver(BaseCheckpointSaver[str]):
         await self._adrive(flows.put_writes(self._ctx, config, writes, task_id, task_path))
 
     def delete_thread(self, thread_id: str) -> None:
-        self._drive(flows.delete_thread(self._ctx, thread_id))
+        self._drive(threads.delete_thread(self._ctx, thread_id))
 
     async def adelete_thread(self, thread_id: str) -> None:
-        await self._adrive(flows.delete_thread(self._ctx, thread_id))
+        await self._adrive(threads.delete_thread(self._ctx, thread_id))
 
     def delete_for_runs(self, run_ids: Sequence[str]) -> None:
-        self._drive(flows.delete_for_runs(self._ctx, run_ids))
+        self._drive(threads.delete_for_runs(self._ctx, run_ids))
 
     async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
-        await self._adrive(flows.delete_for_runs(self._ctx, run_ids))
+        await self._adrive(threads.delete_for_runs(self._ctx, run_ids))
 
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        self._drive(flows.copy_thread(self._ctx, source_thread_id, target_thread_id))
+        self._drive(threads.copy_thread(self._ctx, source_thread_id, target_thread_id))
 
     async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        await self._adrive(flows.copy_thread(self._ctx, source_thread_id, target_thread_id))
+        await self._adrive(threads.copy_thread(self._ctx, source_thread_id, target_thread_id))
 
     def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
-        self._drive(flows.prune(self._ctx, thread_ids, strategy))
+        self._drive(threads.prune(self._ctx, thread_ids, strategy))
 
     async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
-        await self._adrive(flows.prune(self._ctx, thread_ids, strategy))
+        await self._adrive(threads.prune(self._ctx, thread_ids, strategy))
 
     def get_delta_channel_history(
         self, *, config: RunnableConfig, channels: Sequence[str]
     ) -> Mapping[str, DeltaChannelHistory]:
-        return self._drive(flows.delta_history(self._ctx, config, channels))  # type: ignore[no-any-return]
+        return self._drive(threads.delta_history(self._ctx, config, channels))  # type: ignore[no-any-return]
 
     async def aget_delta_channel_history(
         self, *, config: RunnableConfig, channels: Sequence[str]
     ) -> Mapping[str, DeltaChannelHistory]:
-        return await self._adrive(flows.delta_history(self._ctx, config, channels))  # type: ignore[no-any-return]
+        return await self._adrive(threads.delta_history(self._ctx, config, channels))  # type: ignore[no-any-return]
 
     def get_next_version(self, current: str | None, channel: None) -> str:
         """Sortable strings like ``InMemorySaver``'s, shorter (stored in every checkpoint).
