@@ -1,10 +1,11 @@
 """The demo: a LangChain v1 agent whose memory is a Redis chat history, no API key needed.
 
 ``create_agent`` with one tool, a deterministic chat model (:class:`ScriptedChatModel`)
-and :class:`~redis_chat_history.agents.RedisChatHistoryMiddleware` on the store the
+and :class:`~redis_chat_history.checkpoint.RedisCheckpointSaver` on the store the
 command line opened (the embedded Redis by default). Each run holds three more turns of
-the same conversation; the model sees the earlier ones, tool calls included, read back
-from Redis, and says so. The stored history is shown at the end.
+the same thread; the model sees the earlier ones, tool calls included, read back from
+Redis, and says so. The thread's conversation is shown at the end as the chat history
+it also is (``store.history(thread_id)``: one write, no second copy).
 
 Example::
 
@@ -30,8 +31,6 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 TURNS_PER_RUN = 3
-#: Stored messages the model sees (extended back to a whole turn).
-WINDOW = 20
 
 #: The questions of the conversation; "look up <topic>" makes the model call the tool.
 SCRIPT: list[str] = [
@@ -54,12 +53,10 @@ ANSWERS: dict[str, str] = {
 }
 
 FACTS: dict[str, str] = {
-    "window": "Before each model call the middleware reads the newest stored messages, "
-    "extended back to a human message, in one round trip: a tool result never loses "
-    "the call that asked for it.",
-    "once": "No. After the run, everything it added is appended in one atomic write, and "
-    "a private count in the agent state keeps a checkpointer's earlier turns from being "
-    "stored again. A run that raises stores nothing.",
+    "window": "The checkpointer gives me the thread's latest state: its messages are the "
+    "chat history list itself, read in one round trip, tool calls included.",
+    "once": "No. Each checkpoint is one atomic script; a re-sent one is recognised by its "
+    "id and applied once, and a message is stored once however many checkpoints hold it.",
 }
 
 
@@ -70,16 +67,16 @@ def lookup(topic: str) -> str:
 
 
 def build_agent(store: RedisChatStore, model: BaseChatModel | None = None) -> Any:
-    """The demo's agent: one tool, the scripted model, memory in ``store``."""
+    """The demo's agent: one tool, the scripted model, its checkpoints in ``store``."""
     from langchain.agents import create_agent
 
-    from redis_chat_history.agents import RedisChatHistoryMiddleware
+    from redis_chat_history.checkpoint import RedisCheckpointSaver
 
     return create_agent(
         model or ScriptedChatModel(answers=ANSWERS),
         tools=[lookup],
         system_prompt="You are a concise assistant that explains redis-chat-history.",
-        middleware=[RedisChatHistoryMiddleware(store, window=WINDOW)],
+        checkpointer=RedisCheckpointSaver(store=store),
     )
 
 
@@ -93,16 +90,18 @@ def run_demo(
     history = store.history(session_id)
     first_turn = sum(isinstance(m, HumanMessage) for m in history.get_messages())
     agent = build_agent(store)
-    config: Any = {"configurable": {"session_id": session_id}}
+    config: Any = {"configurable": {"thread_id": session_id}}
     console.print(
         f"[bold]Conversation {session_id!r}: turns {first_turn + 1}-{first_turn + TURNS_PER_RUN}"
-        f"[/bold] [dim](a create_agent agent; its memory is in {store.display})[/dim]\n"
+        f"[/bold] [dim](a create_agent agent; its checkpoints are in {store.display})[/dim]\n"
     )
     for turn in range(first_turn, first_turn + TURNS_PER_RUN):
         question = SCRIPT[turn % len(SCRIPT)]
         result = agent.invoke({"messages": [HumanMessage(question)]}, config=config)
         console.print(f"[cyan]user:[/cyan] {question}")
-        for message in result["messages"][1:]:
+        new = result["messages"]
+        asked = max(at for at, m in enumerate(new) if isinstance(m, HumanMessage))
+        for message in new[asked + 1 :]:
             if isinstance(message, AIMessage) and message.tool_calls:
                 for call in message.tool_calls:
                     console.print(f"  [yellow]→ calls {call['name']}({call['args']})[/yellow]")
@@ -114,7 +113,7 @@ def run_demo(
     console.rule(f"stored history of {session_id!r}: {len(stored)} messages")
     render(stored, 0)
     console.print(
-        "[dim]Run the demo again: the agent continues this conversation, read back from "
-        "Redis.[/dim]"
+        "[dim]The thread's conversation is this chat history (store.history, the old class, "
+        "`redis-chat-history show`). Run the demo again: the agent continues the thread.[/dim]"
     )
     return stored

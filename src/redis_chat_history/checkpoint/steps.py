@@ -1,0 +1,370 @@
+"""What each checkpointer operation sends and how its reply is read: plans, no I/O.
+
+Each function returns a :class:`~redis_chat_history.operations.Plan` of one script call
+(see :mod:`.lua` for the layout), routed by the thread's history key. Plans are
+idempotent by construction (a stored checkpoint id is never stored again; a stored
+write ``(task, idx)`` is kept), so execution may re-send them after a lost reply.
+
+Example::
+
+    >>> keys = ThreadKeys.of("message_store:", "t1")
+    >>> keys.history
+    'message_store:t1'
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+from redis_chat_history.checkpoint import lua
+from redis_chat_history.checkpoint.messages import MessagesWrite
+from redis_chat_history.operations.plans import Command, Plan
+from redis_chat_history.slots import CHECKPOINT_INDEX, CHECKPOINTS, SEGMENT, companion_key
+
+SEP = "\x00"
+REF = b"rch-ref\x00"
+EMPTY = ("empty", b"")
+
+
+@dataclass(frozen=True)
+class ThreadKeys:
+    """The keys of one thread, all in the history key's Cluster slot."""
+
+    thread_id: str
+    history: str
+
+    @classmethod
+    def of(cls, key_prefix: str, thread_id: str) -> ThreadKeys:
+        return cls(thread_id, key_prefix + thread_id)
+
+    @cached_property
+    def data(self) -> str:
+        return companion_key(self.history, CHECKPOINTS)
+
+    @cached_property
+    def index(self) -> str:
+        return companion_key(self.history, CHECKPOINT_INDEX)
+
+    def archive(self, segment: str) -> str:
+        return companion_key(self.history, SEGMENT, segment)
+
+    @property
+    def base(self) -> list[str]:
+        return [self.history, self.data, self.index]
+
+
+#: Values at least this long are stored zlib-compressed when that makes them smaller
+#: (checkpoints compress to about half: versions and channel names repeat).
+COMPRESS_FROM = 200
+_ZLIB = "z+"
+
+
+def pack(typed: tuple[str, bytes]) -> bytes:
+    """A serializer's ``(type, bytes)`` as stored: ``type\\0bytes`` (``z+type`` compressed)."""
+    kind, data = typed
+    if len(data) >= COMPRESS_FROM:
+        packed = zlib.compress(data, 6)
+        if len(packed) < len(data):
+            return f"{_ZLIB}{kind}\x00".encode() + packed
+    return kind.encode() + b"\x00" + data
+
+
+def unpack(raw: bytes) -> tuple[str, bytes]:
+    kind, _, data = raw.partition(b"\x00")
+    text = kind.decode()
+    if text.startswith(_ZLIB):
+        return text[len(_ZLIB) :], zlib.decompress(data)
+    return text, data
+
+
+def version_text(version: Any) -> str:
+    """A channel version as stored (names blob fields; read back by :func:`version_of`)."""
+    if isinstance(version, int) and not isinstance(version, bool):
+        return f"#{version}"
+    if isinstance(version, float):
+        return f"~{version!r}"
+    text = str(version)
+    return "'" + text if text[:1] in ("#", "~", "'") else text
+
+
+def version_of(text: str) -> Any:
+    if text[:1] == "#":
+        return int(text[1:])
+    if text[:1] == "~":
+        return float(text[1:])
+    return text[1:] if text[:1] == "'" else text
+
+
+def blob_field(ns: str, channel: str, version: Any) -> str:
+    return f"b{SEP}{ns}{SEP}{channel}{SEP}{version_text(version)}"
+
+
+def writes_field(ns: str, checkpoint_id: str) -> str:
+    return f"w{SEP}{ns}{SEP}{checkpoint_id}"
+
+
+def versions_list(versions: dict[str, Any]) -> str:
+    """The blob fields of a checkpoint, as ``channel\\0version\\0`` pairs (read by Lua)."""
+    return "".join(
+        f"{channel}{SEP}{version_text(version)}{SEP}" for channel, version in versions.items()
+    )
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else str(value)
+
+
+# ---------------------------------------------------------------------------
+# Writes
+
+
+@dataclass(frozen=True)
+class PutReply:
+    """``status`` 1 stored, 0 already stored (a re-send), 2 stale tip; the history list's
+    segment id and length after the put (or as found, when stale)."""
+
+    status: int
+    segment: str = ""
+    length: int = 0
+
+
+def _parse_put(replies: list[Any]) -> PutReply:
+    reply = replies[0]
+    if int(reply[0]) == 0:
+        return PutReply(0)
+    return PutReply(int(reply[0]), _text(reply[1]), int(reply[2]))
+
+
+def pack_record(
+    parent_id: str, versions: dict[str, Any], metadata: bytes, checkpoint: bytes
+) -> bytes:
+    """A checkpoint as stored: ``parent\\0<n>\\0<blob list><m>\\0<metadata><checkpoint>``."""
+    listed = versions_list(versions).encode("utf-8", "surrogateescape")
+    head = f"{parent_id}\x00{len(listed)}\x00".encode()
+    return head + listed + f"{len(metadata)}\x00".encode() + metadata + checkpoint
+
+
+def unpack_record(raw: bytes) -> tuple[str, bytes, bytes, dict[str, Any]]:
+    """(parent id, packed metadata, packed checkpoint, channel versions) of a record.
+
+    The checkpoint is stored without its id and versions (the field name and the blob
+    list hold them).
+    """
+    parent, _, rest = raw.partition(b"\x00")
+    size, _, rest = rest.partition(b"\x00")
+    listed = _text(rest[: int(size)]).split(SEP)
+    rest = rest[int(size) :]
+    size, _, rest = rest.partition(b"\x00")
+    versions = {listed[at]: version_of(listed[at + 1]) for at in range(0, len(listed) - 1, 2)}
+    return _text(parent), rest[: int(size)], rest[int(size) :], versions
+
+
+def parse_rows(raw: bytes) -> list[tuple[str, bytes]]:
+    """The rows ``(task\\0idx, value)`` of a stored writes field."""
+    rows = []
+    at = 0
+    while at < len(raw):
+        cut = raw.index(b"\x00", at)
+        size = int(raw[at:cut])
+        suffix = raw[cut + 1 : cut + 1 + size]
+        at = cut + 1 + size
+        cut = raw.index(b"\x00", at)
+        size = int(raw[at:cut])
+        rows.append((_text(suffix), raw[cut + 1 : cut + 1 + size]))
+        at = cut + 1 + size
+    return rows
+
+
+def put_plan(
+    keys: ThreadKeys,
+    *,
+    ns: str,
+    checkpoint_id: str,
+    record: bytes,
+    run_id: str,
+    ttl: int,
+    blobs: Sequence[tuple[str, bytes]],
+    messages: MessagesWrite | None,
+    messages_field: str,
+    new_segment: str,
+    rewrites: Sequence[tuple[str, str, int, int]] = (),
+) -> Plan[PutReply]:
+    """Store one checkpoint, its new blobs and (root namespace) its messages, atomically.
+
+    ``rewrites`` name rows of writes fields whose messages the list holds after the put,
+    from a position counted from the oldest (they become references to them).
+    """
+    script_keys = keys.base
+    mode = messages.mode if messages is not None else ""
+    if mode == "r":
+        assert messages is not None
+        script_keys = [*script_keys, keys.archive(messages.expected.segment)]
+    expected = messages.expected if messages is not None else None
+    sending = mode in ("a", "r")
+    rewrites = rewrites if mode else ()
+    args: list[Any] = [
+        ns,
+        checkpoint_id,
+        record,
+        run_id,
+        ttl,
+        mode,
+        expected.segment if expected else "",
+        len(expected.encoded) if expected else 0,
+        new_segment,
+        messages_field,
+        len(rewrites),
+        len(blobs),
+    ]
+    for field, suffix, start, count in rewrites:
+        args += (field, suffix, start, count)
+    for name, value in blobs:
+        args += (name, value)
+    if messages is not None and sending:
+        args += messages.elements
+    command = Command.call(lua.PUT, script_keys, args)
+    return Plan((command,), keys.history, _parse_put, writes=True)
+
+
+def put_writes_plan(
+    keys: ThreadKeys,
+    *,
+    ns: str,
+    checkpoint_id: str,
+    ttl: int,
+    writes: Sequence[tuple[str, bool, bytes]],
+) -> Plan[int]:
+    """Store ``(field suffix, replace, value)`` writes of one task of one checkpoint."""
+    args: list[Any] = [ns, checkpoint_id, ttl]
+    for suffix, replace, value in writes:
+        args += (suffix, "1" if replace else "0", value)
+    command = Command.call(lua.PUT_WRITES, keys.base, args)
+    return Plan((command,), keys.history, lambda replies: int(replies[0]), writes=True)
+
+
+# ---------------------------------------------------------------------------
+# Reads
+
+
+@dataclass(frozen=True)
+class Record:
+    """One stored checkpoint as read: packed checkpoint and metadata, parent id, blobs
+    (channel -> packed value or reference) and writes (``task\\0idx`` -> packed write)."""
+
+    checkpoint_id: str
+    checkpoint: bytes
+    metadata: bytes
+    parent_id: str
+    blobs: dict[str, bytes]
+    writes: list[tuple[str, bytes]]
+    versions: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ReadReply:
+    """Records read, the segments they reference (newest first, as far as needed), and
+    the history list's segment id and length; ``broken`` names what is missing."""
+
+    records: list[Record]
+    segments: dict[str, list[bytes]]
+    segment: str = ""
+    length: int = 0
+    broken: str | None = None
+
+
+def _pairs(flat: Sequence[Any]) -> list[tuple[Any, Any]]:
+    return [(flat[at], flat[at + 1]) for at in range(0, len(flat), 2)]
+
+
+def _record(row: Sequence[Any]) -> Record:
+    checkpoint_id, raw, _parent, blobs, writes = row
+    parent, metadata, checkpoint, versions = unpack_record(raw)
+    return Record(
+        _text(checkpoint_id),
+        checkpoint,
+        metadata,
+        parent,
+        {_text(channel): value for channel, value in _pairs(blobs)},
+        parse_rows(writes),
+        versions,
+    )
+
+
+def _segments(flat: Sequence[Any]) -> dict[str, list[bytes]]:
+    """Segment id -> its oldest elements (newest first), the longest read of each."""
+    found: dict[str, list[bytes]] = {}
+    for seg, elements in _pairs(flat):
+        if len(elements) >= len(found.get(_text(seg), ())):
+            found[_text(seg)] = list(elements)
+    return found
+
+
+def read_plan(keys: ThreadKeys, ns: str, ids: Sequence[str], *, ttl: int = 0) -> Plan[ReadReply]:
+    """Read checkpoints ``ids`` of namespace ``ns`` (``[]``: the latest) in one script."""
+
+    def parse(replies: list[Any]) -> ReadReply:
+        reply = replies[0]
+        if int(reply[0]) == -1:
+            return ReadReply([], {}, broken=_text(reply[1]))
+        records = [_record(row) for row in reply[3]]
+        return ReadReply(records, _segments(reply[4]), _text(reply[1]), int(reply[2]))
+
+    command = Command.call(lua.READ, keys.base, [ns, ttl, *(ids or [""])])
+    return Plan((command,), keys.history, parse, writes=ttl > 0)
+
+
+def page_plan(keys: ThreadKeys, ns: str, before: str, count: int) -> Plan[list[tuple[str, bytes]]]:
+    """Ids and packed metadata of up to ``count`` checkpoints older than ``before``."""
+
+    def parse(replies: list[Any]) -> list[tuple[str, bytes]]:
+        return [
+            (_text(cid), unpack_record(raw)[1] if raw else b"") for cid, raw in _pairs(replies[0])
+        ]
+
+    command = Command.call(lua.PAGE, keys.base, [ns, before, count])
+    return Plan((command,), keys.history, parse)
+
+
+def namespaces_plan(keys: ThreadKeys) -> Plan[list[str]]:
+    """The namespaces of the thread that hold checkpoints, sorted."""
+
+    def parse(replies: list[Any]) -> list[str]:
+        return [_text(member)[2:] for member in replies[0]]
+
+    command = Command(("ZRANGEBYLEX", keys.index, f"[n{SEP}", f"[n{SEP}\xff"))
+    return Plan((command,), keys.history, parse)
+
+
+@dataclass(frozen=True)
+class Ancestor:
+    checkpoint_id: str
+    writes: list[tuple[str, bytes]]
+    seeds: dict[str, bytes]
+
+
+def delta_plan(
+    keys: ThreadKeys, ns: str, checkpoint_id: str, channels: Sequence[str]
+) -> Plan[tuple[list[Ancestor], dict[str, list[bytes]], str | None]]:
+    """The parent chain of a checkpoint for ``channels``, nearest ancestor first."""
+
+    def parse(replies: list[Any]) -> tuple[list[Ancestor], dict[str, list[bytes]], str | None]:
+        reply = replies[0]
+        if int(reply[0]) == -1:
+            return [], {}, _text(reply[1])
+        chain = []
+        for ancestor_id, writes, seeds in reply[1]:
+            chain.append(
+                Ancestor(
+                    _text(ancestor_id),
+                    [(_text(suffix), value) for suffix, value in _pairs(writes)],
+                    {_text(channel): value for channel, value in _pairs(seeds)},
+                )
+            )
+        return chain, _segments(reply[2]), None
+
+    command = Command.call(lua.DELTA, keys.base, [ns, checkpoint_id, *channels])
+    return Plan((command,), keys.history, parse)

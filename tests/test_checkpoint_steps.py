@@ -1,0 +1,99 @@
+"""The checkpointer's plans and stored forms, without a server."""
+
+from __future__ import annotations
+
+from langchain_core.messages import AIMessage, HumanMessage
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+from redis.crc import key_slot
+
+from redis_chat_history.checkpoint.messages import Tip, Tips, plan_messages
+from redis_chat_history.checkpoint.steps import (
+    ThreadKeys,
+    pack,
+    pack_record,
+    parse_rows,
+    put_plan,
+    unpack,
+    unpack_record,
+)
+from redis_chat_history.checkpoint.values import pending_writes, write_rows
+from redis_chat_history.codec import encode_message
+
+
+def test_every_key_of_a_thread_is_in_its_history_slot() -> None:
+    for thread_id in ["t1", "a{b", "{x}y", "{}z", "é\x00"]:
+        keys = ThreadKeys.of("message_store:", thread_id)
+        slots = {key_slot(key.encode()) for key in [*keys.base, keys.archive("0" * 16)]}
+        assert slots == {key_slot(keys.history.encode())}
+
+
+def test_values_records_and_rows_round_trip() -> None:
+    big = ("msgpack", b"v" * 1000)
+    assert unpack(pack(big)) == big and len(pack(big)) < 100  # compressed
+    assert unpack(pack(("json", b"{}"))) == ("json", b"{}")
+    raw = pack_record("parent-1", {"a": 1, "messages": "0001.ab"}, b"meta\x00x", b"check\x00y")
+    assert raw.startswith(b"parent-1\x00") and b"a\x00#1\x00messages\x000001.ab\x00" in raw
+    versions = {"a": 1, "messages": "0001.ab"}
+    assert unpack_record(raw) == ("parent-1", b"meta\x00x", b"check\x00y", versions)
+
+
+def test_writes_keep_task_path_and_come_back_in_langgraph_order() -> None:
+    serde = JsonPlusSerializer()
+    rows = write_rows(serde, [("b", 2), ("__error__", "boom")], "task-z", "path-2")
+    rows += write_rows(serde, [("a", 1)], "task-a", "path-1")
+    assert [(suffix, replace) for suffix, replace, _ in rows] == [
+        ("task-z\x000", False),
+        ("task-z\x00-1", True),  # special writes are replaced, others kept (HSETNX-like)
+        ("task-a\x000", False),
+    ]
+    assert parse_rows(b"") == []
+    joined = b"".join(
+        f"{len(suffix)}\x00".encode() + suffix.encode() + f"{len(value)}\x00".encode() + value
+        for suffix, _, value in rows
+    )
+    parsed = parse_rows(joined)
+    assert [suffix for suffix, _ in parsed] == [suffix for suffix, _, _ in rows]
+    writes = pending_writes(serde, parsed, None)  # type: ignore[arg-type]
+    assert writes == [("task-a", "a", 1), ("task-z", "__error__", "boom"), ("task-z", "b", 2)]
+
+
+def test_a_put_sends_only_the_new_messages() -> None:
+    first = [HumanMessage("one", id="1"), AIMessage("two", id="2")]
+    tip = Tip("0" * 16, [encode_message(m) for m in first], list(first))
+    extended = [*first, HumanMessage("three", id="3")]
+    write = plan_messages(tip, extended)
+    assert write is not None and write.mode == "a"
+    assert write.elements == [encode_message(extended[2])]
+    edited = [first[0], AIMessage("TWO", id="2")]
+    replaced = plan_messages(tip, edited)
+    assert replaced is not None and replaced.mode == "r" and len(replaced.elements) == 2
+    same = plan_messages(tip, [HumanMessage("one", id="1"), AIMessage("two", id="2")])
+    assert same is not None and same.mode == "k"  # equal copies are recognised too
+    keys = ThreadKeys.of("message_store:", "t")
+    plan = put_plan(
+        keys,
+        ns="",
+        checkpoint_id="c2",
+        record=b"r",
+        run_id="",
+        ttl=0,
+        blobs=[],
+        messages=write,
+        messages_field="b\x00\x00messages\x001",
+        new_segment="1" * 16,
+    )
+    args = plan.commands[0].args
+    assert args[3 : 3 + len(keys.base)] == tuple(keys.base)
+    assert args[-1] == encode_message(extended[2]) and plan.idempotent and plan.writes
+
+
+def test_a_write_already_in_the_list_is_stored_as_a_reference() -> None:
+    tips = Tips()
+    messages = [HumanMessage("one", id="1"), AIMessage("two", id="2")]
+    tips.set("k", Tip("a" * 16, [encode_message(m) for m in messages], list(messages)))
+    assert tips.locate("k", [messages[1]]) == ("a" * 16, 1)
+    assert tips.locate("k", [AIMessage("other", id="2")]) is None
+    rows = write_rows(
+        JsonPlusSerializer(), [("messages", [messages[1]])], "t", "", lambda v: ("a" * 16, 1)
+    )
+    assert rows[0][2].endswith(b"rch-wref\x00" + b"a" * 16 + b":1:1")
