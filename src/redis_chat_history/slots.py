@@ -55,9 +55,12 @@ SLOTS = REDIS_CLUSTER_HASH_SLOTS
 WRITERS = "w"
 STAGING = "i"
 SNAPSHOT = "s"
+#: A LangGraph thread's checkpoint data (hash), its index (sorted set), and its archived
+#: message segments (lists, one per segment id): see redis_chat_history.checkpoint.
+CHECKPOINTS, CHECKPOINT_INDEX, SEGMENT = "c", "x", "g"
 #: Kinds that carry a run id (several runs may work on one history at once).
-_WITH_RUN_ID = frozenset({STAGING, SNAPSHOT})
-_KINDS = frozenset({WRITERS, *_WITH_RUN_ID})
+_WITH_RUN_ID = frozenset({STAGING, SNAPSHOT, SEGMENT})
+_KINDS = frozenset({WRITERS, CHECKPOINTS, CHECKPOINT_INDEX, *_WITH_RUN_ID})
 RUN_ID_LENGTH = 16
 _HEX = frozenset("0123456789abcdef")
 #: Length of the hex digits that fix the CRC of a key whose ``{`` opens no usable tag.

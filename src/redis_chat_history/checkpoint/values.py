@@ -1,0 +1,154 @@
+"""Turning read records into LangGraph's values, and values into what is stored.
+
+Server-free: the saver's operations (:mod:`.operations`) call these on the replies of
+the plans in :mod:`.steps`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    WRITES_IDX_MAP,
+    CheckpointTuple,
+    PendingWrite,
+    writes_sort_key,
+)
+from langgraph.checkpoint.serde.base import SerializerProtocol
+
+from redis_chat_history.checkpoint.messages import Tip
+from redis_chat_history.checkpoint.steps import REF, Record, ThreadKeys, pack, unpack
+from redis_chat_history.codec import decode_newest_first
+from redis_chat_history.errors import CorruptHistoryError
+
+
+class BrokenCheckpointError(CorruptHistoryError):
+    """A thread's stored chain is broken (a key evicted or deleted by hand, a history list
+    shorter than a checkpoint needs): the state is never returned empty or shortened."""
+
+    def __init__(self, message: str, *, key: str, thread_id: str, checkpoint_id: str) -> None:
+        super().__init__(message, key=key)
+        self.thread_id = thread_id
+        self.checkpoint_id = checkpoint_id
+
+
+def broken(keys: ThreadKeys, checkpoint_id: str, what: str) -> BrokenCheckpointError:
+    return BrokenCheckpointError(
+        f"thread {keys.thread_id!r} (history {keys.history!r}), checkpoint "
+        f"{checkpoint_id or '(latest)'}: the stored chain is broken: {what}",
+        key=keys.history,
+        thread_id=keys.thread_id,
+        checkpoint_id=checkpoint_id,
+    )
+
+
+def parse_ref(raw: bytes) -> tuple[str, int]:
+    segment, _, count = raw[len(REF) :].decode().partition(":")
+    return segment, int(count)
+
+
+class Segments:
+    """The message segments of one reply, decoded once each (oldest first)."""
+
+    def __init__(self, keys: ThreadKeys, raw: dict[str, list[bytes]]) -> None:
+        self._keys = keys
+        self._raw = raw
+        self._decoded: dict[str, list[Any]] = {}
+
+    def oldest(self, segment: str, count: int) -> list[Any]:
+        if count == 0:
+            return []
+        decoded = self._decoded.get(segment)
+        if decoded is None:
+            decoded = decode_newest_first(self._raw.get(segment, []), key=self._keys.history)
+            self._decoded[segment] = decoded
+        if len(decoded) < count:  # (the script checks lengths; this guards a reply bug)
+            raise broken(self._keys, "", f"segment {segment} holds {len(decoded)} of {count}")
+        return decoded[:count]
+
+    def raw_oldest(self, segment: str, count: int) -> list[bytes]:
+        return list(reversed(self._raw.get(segment, [])))[:count]
+
+
+def load_value(serde: SerializerProtocol, raw: bytes, segments: Segments) -> Any:
+    if raw.startswith(REF):
+        return segments.oldest(*parse_ref(raw))
+    return serde.loads_typed(unpack(raw))
+
+
+def channel_values(serde: SerializerProtocol, record: Record, segments: Segments) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for channel, raw in record.blobs.items():
+        if raw.startswith(b"empty\x00"):
+            continue
+        values[channel] = load_value(serde, raw, segments)
+    return values
+
+
+def pack_write(serde: SerializerProtocol, channel: str, value: Any, task_path: str) -> bytes:
+    head = f"{channel}\x00{task_path}\x00".encode("utf-8", "surrogateescape")
+    return head + pack(serde.dumps_typed(value))
+
+
+def write_rows(
+    serde: SerializerProtocol, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str
+) -> list[tuple[str, bool, bytes]]:
+    """put_writes' rows: field suffix ``task\\0idx``, replace (special writes), value."""
+    rows = []
+    for position, (channel, value) in enumerate(writes):
+        idx = WRITES_IDX_MAP.get(channel, position)
+        rows.append((f"{task_id}\x00{idx}", idx < 0, pack_write(serde, channel, value, task_path)))
+    return rows
+
+
+def pending_writes(serde: SerializerProtocol, rows: list[tuple[str, bytes]]) -> list[PendingWrite]:
+    """Stored writes in LangGraph's order (``writes_sort_key``)."""
+    decoded = []
+    for suffix, raw in rows:
+        task_id, _, idx = suffix.rpartition("\x00")
+        channel, path, rest = raw.split(b"\x00", 2)
+        key = writes_sort_key(path.decode("utf-8", "surrogateescape"), task_id, int(idx))
+        decoded.append((key, task_id, channel.decode("utf-8", "surrogateescape"), rest))
+    decoded.sort(key=lambda row: row[0])
+    return [
+        (task_id, channel, serde.loads_typed(unpack(rest))) for _, task_id, channel, rest in decoded
+    ]
+
+
+def config_of(thread_id: str, ns: str, checkpoint_id: str) -> RunnableConfig:
+    return {
+        "configurable": {
+            "thread_id": thread_id,
+            "checkpoint_ns": ns,
+            "checkpoint_id": checkpoint_id,
+        }
+    }
+
+
+def checkpoint_tuple(
+    serde: SerializerProtocol, keys: ThreadKeys, ns: str, record: Record, segments: Segments
+) -> CheckpointTuple:
+    checkpoint = serde.loads_typed(unpack(record.checkpoint))
+    checkpoint["channel_values"] = channel_values(serde, record, segments)
+    return CheckpointTuple(
+        config=config_of(keys.thread_id, ns, record.checkpoint_id),
+        checkpoint=checkpoint,
+        metadata=serde.loads_typed(unpack(record.metadata)),
+        parent_config=config_of(keys.thread_id, ns, record.parent_id) if record.parent_id else None,
+        pending_writes=pending_writes(serde, record.writes),
+    )
+
+
+def tip_of(
+    record: Record, segments: Segments, values: dict[str, Any], segment: str, length: int
+) -> Tip | None:
+    """The history list's tip when ``record``'s messages are exactly the whole list."""
+    raw = record.blobs.get("messages")
+    if raw is None or not raw.startswith(REF):
+        return None
+    ref_segment, count = parse_ref(raw)
+    if ref_segment != segment or count != length:
+        return None
+    return Tip(segment, segments.raw_oldest(segment, count), list(values.get("messages", [])))
