@@ -97,8 +97,12 @@ class Transcript:
 
         Channel versions keep their number only: the part after it is the saver's own
         (``InMemorySaver`` adds a random fraction), and savers may use plain integers.
+        A snapshot's ``config`` and ``parent_config`` keep their ``configurable`` only:
+        ``InMemorySaver`` and ``SqliteSaver`` echo the caller's whole config back for a
+        checkpoint asked for by id, ``PostgresSaver`` (and ours) answer with the
+        checkpoint's own ids; no saver contract says which.
         """
-        text = json.dumps(_versions(self.entries), sort_keys=True)
+        text = json.dumps(_canonical(self.entries), sort_keys=True)
         numbers: dict[str, str] = {}
 
         def number(match: re.Match[str]) -> str:
@@ -119,16 +123,18 @@ def _version(value: Any) -> Any:
     return value
 
 
-def _versions(value: Any, key: str = "") -> Any:
-    """``value`` with every channel version (under ``_VERSION_KEYS``, ``versions_seen``) an int."""
+def _canonical(value: Any, key: str = "") -> Any:
+    """``value`` with channel versions as ints and configs as their ``configurable`` (see above)."""
     if isinstance(value, dict):
+        if key in ("config", "parent_config") and "configurable" in value:
+            return {"configurable": _canonical(value["configurable"])}
         if key in _VERSION_KEYS:
             return {name: _version(item) for name, item in value.items()}
         if key == "versions_seen":
-            return {node: _versions(seen, "channel_versions") for node, seen in value.items()}
-        return {name: _versions(item, name) for name, item in value.items()}
+            return {node: _canonical(seen, "channel_versions") for node, seen in value.items()}
+        return {name: _canonical(item, name) for name, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_versions(item, key) for item in value]
+        return [_canonical(item, key) for item in value]
     return value
 
 

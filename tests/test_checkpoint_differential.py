@@ -83,6 +83,19 @@ def sqlite_factory(directory: Path) -> SaverFactory:
     return factory
 
 
+def redis_factory(url: str) -> SaverFactory:
+    """This package's RedisCheckpointSaver on ``url`` (one thread per scenario, fresh keys:
+    the url fixtures empty the server before each test)."""
+    from redis_chat_history.checkpoint import RedisCheckpointSaver
+
+    @asynccontextmanager
+    async def factory(aio: bool) -> AsyncIterator[BaseCheckpointSaver[Any]]:
+        with RedisCheckpointSaver.from_conn_string(url) as saver:
+            yield saver
+
+    return factory
+
+
 # -- the harness, proven ------------------------------------------------------------
 def test_reference_is_deterministic() -> None:
     """Two InMemorySaver runs of a scenario give equal normalised transcripts."""
@@ -107,6 +120,23 @@ def test_every_scenario_is_run() -> None:
 @MODES
 def test_sqlite_saver_matches_in_memory(scenario: str, aio: bool, tmp_path: Path) -> None:
     assert difference(scenario, sqlite_factory(tmp_path), aio) == ""
+
+
+# -- the saver under test -------------------------------------------------------------
+@ALL
+@MODES
+def test_redis_saver_matches_in_memory(scenario: str, aio: bool, redis_url: str) -> None:
+    """RedisCheckpointSaver on each standalone server (Redis 6.2, 7.x, Valkey 9)."""
+    assert difference(scenario, redis_factory(redis_url), aio) == ""
+
+
+@ALL
+@MODES
+def test_redis_saver_on_cluster_matches_in_memory(
+    scenario: str, aio: bool, cluster_url: str
+) -> None:
+    """RedisCheckpointSaver on a 6-node Cluster."""
+    assert difference(scenario, redis_factory(cluster_url), aio) == ""
 
 
 class NewestOnly(InMemorySaver):
