@@ -271,6 +271,9 @@ def converse(
         before = contender.spent
         agent.invoke({"messages": [HumanMessage(question(turn, tools))]}, config)
         series.saver_seconds.append(contender.spent - before)
+        # The model keeps every request (its bound copy too): its repr, which LangChain's
+        # callbacks take at each call, would grow with the square of the turns.
+        model.requests.clear()
         if turn in samples:
             series.stored[turn] = contender.measure()
         if turn in report:
