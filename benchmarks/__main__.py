@@ -128,6 +128,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         agent_png = Path(args.png).with_name(f"{Path(args.png).stem}_agent_memory.png")
         write_agent_chart(agent_png, agents)
         print(f"agent memory chart: {agent_png}")
+    if not args.quick:  # the checkpointer table (a few minutes): benchmarks/checkpointers_report.py
+        from benchmarks import checkpointers_report
+
+        checkpointers_report.main([])
     failed = [
         verdict for verdict in verdicts if verdict.passed is False and not verdict.target.stretch
     ]
