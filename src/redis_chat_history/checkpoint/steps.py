@@ -227,7 +227,7 @@ def put_plan(
     if messages is not None and sending:
         args += messages.elements
     command = Command.call(lua.PUT, script_keys, args)
-    return Plan((command,), keys.history, _parse_put, writes=True)
+    return Plan((command,), keys.history, _parse_put, writes=True, idempotent=True)
 
 
 def put_writes_plan(
@@ -243,7 +243,9 @@ def put_writes_plan(
     for suffix, replace, value in writes:
         args += (suffix, "1" if replace else "0", value)
     command = Command.call(lua.PUT_WRITES, keys.base, args)
-    return Plan((command,), keys.history, lambda replies: int(replies[0]), writes=True)
+    return Plan(
+        (command,), keys.history, lambda replies: int(replies[0]), writes=True, idempotent=True
+    )
 
 
 # ---------------------------------------------------------------------------
