@@ -172,7 +172,6 @@ def test_fresh_install_runs_the_command(fresh_venv: Path) -> None:
         assert word in usage, usage
 
 
-@pytest.mark.xfail(reason="--version is issue 18.9 (h6-cli's branch): drop this mark once merged")
 def test_fresh_install_tells_its_version(fresh_venv: Path) -> None:
     assert VERSION in run(fresh_venv / "bin" / "redis-chat-history", "--version").stdout
 
