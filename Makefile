@@ -10,6 +10,8 @@ PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3.10 python3; 
 LOWEST_PYTHON ?= $(shell for p in python3.10 $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.10*/bin/python3.10 $(PYTHON); do \
 	"$$p" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 10))' >/dev/null 2>&1 && { echo $$p; exit 0; }; done; echo $(PYTHON))
 EXTRAS := cli,embedded,agents,test,bench
+# The newest set also installs the benchmark's peer checkpointers (their floors are above ours).
+NEWEST_EXTRAS := $(EXTRAS),bench-peers
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -32,7 +34,7 @@ $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python >= 3.10 is needed" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[$(EXTRAS)]'
+	$(BIN)/python -m pip install -q -e '.[$(NEWEST_EXTRAS)]'
 	@touch $(STAMP)
 
 $(LOWEST_STAMP): pyproject.toml $(CONSTRAINTS)
