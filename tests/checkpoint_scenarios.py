@@ -118,7 +118,7 @@ _VERSION_KEYS = ("channel_versions", "new_versions")
 def _version(value: Any) -> Any:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return int(value)
-    if isinstance(value, str) and re.fullmatch(r"\d+(?:\.[\d.]+)?", value):
+    if isinstance(value, str) and re.fullmatch(r"\d+(?:\.[0-9a-f.]+)?", value):
         return int(value.split(".")[0])
     return value
 
