@@ -52,8 +52,8 @@ from redis_chat_history.errors import (
 )
 from redis_chat_history.operations import Plan
 from redis_chat_history.provider import ClientProvider
+from redis_chat_history.replication import ReplicaWait
 from redis_chat_history.retry import EXTRA_SENDS
-from redis_chat_history.settings import ReplicaWait
 from redis_chat_history.transport import Failed
 
 T = TypeVar("T")

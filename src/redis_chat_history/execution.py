@@ -21,7 +21,7 @@ from redis_chat_history import transport
 from redis_chat_history.call import ListPrimaries, Reconnect, Send, Sleep, Steps, call, primaries
 from redis_chat_history.operations import Plan
 from redis_chat_history.provider import ClientProvider
-from redis_chat_history.settings import ReplicaWait
+from redis_chat_history.replication import ReplicaWait
 from redis_chat_history.transport import REDIS_ERRORS, Failed
 
 __all__ = ["REDIS_ERRORS", "amasters", "arun", "drive_async", "drive_sync", "masters", "run"]

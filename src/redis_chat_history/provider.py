@@ -23,6 +23,7 @@ import logging
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -255,10 +256,13 @@ _registry: dict[tuple[bytes, RetryPolicy], ClientProvider] = {}
 _registry_lock = threading.Lock()
 
 
-def shared_provider(url: str, policy: RetryPolicy = DEFAULT_RETRY) -> ClientProvider:
+def shared_provider(
+    url: str, policy: RetryPolicy = DEFAULT_RETRY, resolve: Callable[[str], str] = str
+) -> ClientProvider:
     """The process-wide provider for ``url``: histories of one url share its pools.
 
-    ``embedded://[data_dir]`` starts (or reuses) a private redis-server first.
+    ``resolve`` turns ``url`` into the one to connect to, on first use only (settings.py
+    starts the server of an ``embedded://`` url there).
     """
     if not isinstance(url, str):
         raise InvalidURLError(f"url must be a str, got {type(url).__name__}")
@@ -266,12 +270,7 @@ def shared_provider(url: str, policy: RetryPolicy = DEFAULT_RETRY) -> ClientProv
     provider = _registry.get(key)
     if provider is not None:
         return provider
-    if url.startswith("embedded://"):
-        from redis_chat_history.embedded import embedded_url
-
-        spec = parse_url(embedded_url(url[len("embedded://") :] or None))
-    else:
-        spec = parse_url(url)
+    spec = parse_url(resolve(url))
     with _registry_lock:
         provider = _registry.get(key)
         if provider is None:

@@ -29,10 +29,10 @@ from redis_chat_history.clients import AsyncClient, SyncClient
 from redis_chat_history.errors import (
     InvalidArgumentError,
     InvalidArgumentTypeError,
-    ReplicationError,
 )
 from redis_chat_history.operations import MAX_EXPIRE_SECONDS, MAX_MESSAGES, is_companion_key
 from redis_chat_history.provider import ClientProvider, shared_provider
+from redis_chat_history.replication import ReplicaWait
 from redis_chat_history.retry import DEFAULT_RETRY, RetryPolicy
 
 DEFAULT_URL = "redis://localhost:6379/0"
@@ -82,29 +82,6 @@ assert set(OPTION_DEFAULTS) == set(Options.__annotations__), "one default per op
 #: The options that choose the clients (the others are :class:`Settings`), in
 #: :func:`make_provider`'s order.
 _CONNECTION_OPTIONS = ("client", "async_client", "retry")
-
-
-@dataclass(frozen=True)
-class ReplicaWait:
-    """Return from a write only once ``replicas`` replicas acknowledged it (Redis WAIT).
-
-    Example::
-
-        RedisChatMessageHistory("s1", url, wait_for_replicas=1, wait_timeout=0.5)
-    """
-
-    replicas: int
-    timeout_ms: int
-
-    def check(self, acknowledged: Any, key: str) -> None:
-        count = int(acknowledged)
-        if count < self.replicas:
-            raise ReplicationError(
-                f"write to {key!r} was applied on the master but only {count} of "
-                f"{self.replicas} replicas acknowledged it within {self.timeout_ms} ms",
-                acknowledged=count,
-                requested=self.replicas,
-            )
 
 
 def validate_session_id(session_id: Any) -> str:
@@ -191,7 +168,16 @@ def make_provider(
             None, retry or DEFAULT_RETRY, sync_client=client, async_client=async_client
         )
     # None is the default, as leaving url out is: os.environ.get("REDIS_URL") may be None.
-    return shared_provider(DEFAULT_URL if url is None else url, retry or DEFAULT_RETRY)
+    return shared_provider(DEFAULT_URL if url is None else url, retry or DEFAULT_RETRY, _resolve)
+
+
+def _resolve(url: str) -> str:
+    """``embedded://[data_dir]``: the socket url of its private server, started (or reused)."""
+    if not url.startswith("embedded://"):
+        return url
+    from redis_chat_history.embedded import embedded_url  # the embedded server is optional
+
+    return embedded_url(url[len("embedded://") :] or None)
 
 
 def configure(
