@@ -30,7 +30,6 @@ Example (what a test does; a driver does the same with a socket)::
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Generator
 from typing import Any, TypeVar
@@ -40,29 +39,27 @@ from redis.crc import key_slot
 
 from redis_chat_history import transport, writers
 from redis_chat_history.errors import (
-    ChatHistoryError,
-    CommandError,
-    NotEnoughReplicasError,
-    OutOfMemoryError,
-    PermissionDeniedError,
-    PoolExhaustedError,
-    RedisUnavailableError,
     WriteOutcomeUnknownError,
     WrongTypeError,
 )
 from redis_chat_history.operations import Plan
 from redis_chat_history.provider import ClientProvider
+from redis_chat_history.refusals import (
+    pool_exhausted,
+    refuses_scripts,
+    translate,
+    unreachable,
+    unwrap,
+    warn_plain,
+)
 from redis_chat_history.replication import ReplicaWait
 from redis_chat_history.retry import EXTRA_SENDS
 from redis_chat_history.transport import Failed
 
 T = TypeVar("T")
 
-logger = logging.getLogger("redis_chat_history")
 
 _clock = time.monotonic  # tests replace it to skip time
-#: The write scripts prefix an error of their prelude with this (operations/history.py).
-PLAIN_MARKER = "RCHPLAIN "
 #: How often a call looks again for a free connection of a pool that refuses at once.
 POOL_POLL_SECONDS = (0.001, 0.05)
 
@@ -123,100 +120,6 @@ Action = Send | Sleep | Reconnect | ListPrimaries
 Steps = Generator[Action, Any, T]
 
 
-# ---------------------------------------------------------------------------
-# Errors
-
-
-def translate(error: BaseException, provider: ClientProvider, key: str) -> ChatHistoryError:
-    """This package's error for a redis-py error, naming the key or server, never a password."""
-    text = provider.redact(str(error))
-    where = provider.address
-    if transport.is_credentials_refused(error):
-        return PermissionDeniedError(f"Redis at {where} refused the credentials: {text}")
-    if transport.is_no_permission(error):
-        return PermissionDeniedError(f"Redis at {where} refused an operation on {key!r}: {text}")
-    if isinstance(error, transport.MASTER_NOT_FOUND):
-        service = provider.spec.service_name if provider.spec else "?"
-        return RedisUnavailableError(
-            f"cannot reach Redis through the sentinels at {where}: none named a master "
-            f"for service {service!r}"
-        )
-    if isinstance(error, redis_errors.OutOfMemoryError):
-        return OutOfMemoryError(
-            f"Redis at {where} is out of memory (maxmemory reached, policy noeviction): "
-            f"nothing of the write to {key!r} was applied: {text}"
-        )
-    if str(error).startswith("NOREPLICAS"):  # no type in redis-py
-        return NotEnoughReplicasError(
-            f"Redis at {where} has fewer replicas than min-replicas-to-write: nothing of the "
-            f"write to {key!r} was applied: {text}"
-        )
-    if isinstance(
-        error, (*transport.BUSY_ERRORS, redis_errors.MovedError, redis_errors.AskError)
-    ) or transport.is_stale_master(error):
-        return RedisUnavailableError(f"Redis at {where} cannot serve {key!r} now: {text}")
-    if isinstance(error, redis_errors.ResponseError):
-        return CommandError(f"Redis at {where} failed an operation on {key!r}: {text}")
-    return RedisUnavailableError(f"cannot reach Redis at {where}: {text}")
-
-
-def _unwrap(error: Exception) -> Exception:
-    """The error a write script's prelude met (``RCHPLAIN <error>``), typed as redis-py would."""
-    text = str(error)
-    if text.startswith(PLAIN_MARKER):
-        return transport.typed_error(text[len(PLAIN_MARKER) :])
-    return error
-
-
-def _refuses_scripts(error: Exception) -> bool:
-    """The server refuses the scripts (or a command they run) to this user, for good.
-
-    A permission refusal of a command (NOPERM, "can't run this command"), or a command
-    the server does not have (renamed away); not a refusal of a key (a permission error
-    of its own), nor OOM, READONLY, NOREPLICAS or timeouts (errors of one call).
-    """
-    text = str(error)
-    if transport.is_no_permission(error):
-        # "to run the 'x' command", "can't run this command" (a key is refused "to access")
-        return "run" in text
-    return "unknown command" in text
-
-
-def _warn_plain(provider: ClientProvider, reason: str) -> None:
-    if provider.plain_warned:
-        return
-    provider.plain_warned = True
-    logger.warning(
-        "Redis at %s refused the scripts this package writes with (%s): writes now use "
-        "the old class's plain commands (LPUSH, LTRIM, EXPIRE, pipelined), and scripts are "
-        "tried again every %d s. Given up meanwhile: exactly-once on re-send (a write "
-        "whose reply is lost raises WriteOutcomeUnknownError instead of being re-sent) and "
-        "the atomic push+trim+expire. Grant the commands listed in the README ('A minimal "
-        "ACL user') to get them back.",
-        provider.address,
-        reason,
-        int(provider.plain_recheck_seconds),
-    )
-
-
-def _pool_exhausted(provider: ClientProvider, waited: float) -> PoolExhaustedError:
-    size = provider.pool_size
-    return PoolExhaustedError(
-        f"every pooled connection to Redis at {provider.address} stayed busy for "
-        f"{waited:.3g} s" + (f" (pool of {size})" if size else "") + "; raise max_connections "
-        "in the url (e.g. ?max_connections=256) or lower the concurrency"
-    )
-
-
-def _unreachable(provider: ClientProvider, key: str, error: BaseException) -> ChatHistoryError:
-    raised = translate(error, provider, key)
-    if isinstance(raised, CommandError):  # e.g. redis-py's AttributeError on connect
-        raised = RedisUnavailableError(
-            f"cannot reach Redis at {provider.address}: {provider.redact(str(error))}"
-        )
-    return raised
-
-
 class _Budget:
     """What a call may still do: re-sends under the policy, extra sends, time."""
 
@@ -237,7 +140,7 @@ class _Budget:
         """Seconds to wait before a re-send under the policy; raises when none is left."""
         policy = self.provider.policy
         if self.failures >= policy.attempts or self._too_late():
-            raise _unreachable(self.provider, key, error)
+            raise unreachable(self.provider, key, error)
         self.failures += 1
         return policy.backoff(self.failures)
 
@@ -262,13 +165,13 @@ class _Budget:
         """Seconds until looking again for a free connection; raises after the pool timeout."""
         timeout = self.provider.policy.pool_timeout
         if transport.pool_waited(error):  # a blocking pool waited its timeout already
-            raise _pool_exhausted(self.provider, timeout)
+            raise pool_exhausted(self.provider, timeout)
         now = _clock()
         if self.pool_since is None:
             self.pool_since = now
         waited = now - self.pool_since
         if waited >= timeout:
-            raise _pool_exhausted(self.provider, waited)
+            raise pool_exhausted(self.provider, waited)
         low, high = POOL_POLL_SECONDS
         return max(low, min(high, waited / 4, timeout - waited))
 
@@ -349,7 +252,7 @@ def call(
                         f"({provider.redact(str(failure))})"
                     )
                 if sends >= policy.max_sends:
-                    raise _unreachable(provider, key, failure)
+                    raise unreachable(provider, key, failure)
                 delay = budget.retry(failure, key)
                 # The failed connection is closed already (a Sentinel pool asks for the master
                 # again when it reconnects); a Cluster node may have failed over.
@@ -408,11 +311,11 @@ def call(
                 if delay:
                     yield Sleep(delay)
                 continue
-            error = _unwrap(error)
-            if active is plan and plan.plain is not None and _refuses_scripts(error):
+            error = unwrap(error)
+            if active is plan and plan.plain is not None and refuses_scripts(error):
                 budget.redirect(error, key)
                 provider.refuse_scripts()
-                _warn_plain(provider, provider.redact(str(error)))
+                warn_plain(provider, provider.redact(str(error)))
                 active = plan.plain()
                 continue
             if "WRONGTYPE" in str(error):
