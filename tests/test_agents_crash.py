@@ -27,6 +27,7 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 
 from redis_chat_history import RedisChatStore
 from redis_chat_history.demo import ScriptedChatModel
+from redis_chat_history.retry import RetryPolicy
 from tests.proxy import ReplyDroppingProxy
 from tests.servers import RedisProcess
 from tests.test_agents import ask, ids, make_agent
@@ -74,7 +75,8 @@ def test_cancelled_while_the_reply_is_in_flight(redis7: RedisProcess) -> None:
     direct = redis7.client()
     key = "message_store:cancelled"
     try:
-        store = RedisChatStore(url=proxy.url)
+        # the held reply must outlast the wait below on a loaded machine: no timeout, no retry
+        store = RedisChatStore(url=proxy.url, retry=RetryPolicy(socket_timeout=120))
         model = HoldingModel(on_hold=proxy.hold_replies)
         agent, _ = make_agent(store, model, checkpointer=InMemorySaver())
         config = {"configurable": {"thread_id": "cancelled"}}
@@ -124,7 +126,11 @@ CHILD = textwrap.dedent(
     RedisChatHistoryMiddleware.after_agent = after_agent
     saver = SqliteSaver(sqlite3.connect(database, check_same_thread=False))
     agent, _ = make_agent(RedisChatStore(url=url), checkpointer=saver)
-    agent.invoke(ask("please look up window"), {"configurable": {"thread_id": "killed"}})
+    # durability="sync": each step's checkpoint is on disk before the next step runs, so the
+    # kill lands after the checkpoint that precedes the write (not before a background flush)
+    agent.invoke(
+        ask("please look up window"), {"configurable": {"thread_id": "killed"}}, durability="sync"
+    )
     """
 )
 

@@ -8,7 +8,7 @@ Urls understood (``rediss`` is the TLS twin of every ``redis`` scheme)::
     redis+sentinel://[user:pass@]host:port[,host2:port2...]/service_name[/db]
     redis+cluster://[user:pass@]host:port[,host2:port2...]
 
-``embedded://[data_dir]`` is resolved by :mod:`redis_chat_history.provider` (it starts
+``embedded://[data_dir]`` is resolved by :mod:`redis_chat_history.settings` (it starts
 a server first, then parses the ``unix://`` url of that server).
 
 Parsing is strict: a url that is not exactly one of these forms (no scheme, an unclosed
@@ -31,12 +31,19 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import quote, unquote, unquote_plus
 
 from redis_chat_history.errors import InvalidURLError
+from redis_chat_history.url_options import (
+    DIGITS,
+    QUERY_OPTIONS,
+    SECRET_OPTIONS,
+    TLS_OPTIONS,
+    WITHHELD,
+    to_db,
+)
 
 Mode = Literal["auto", "standalone", "cluster", "sentinel"]
 
@@ -55,86 +62,10 @@ _SCHEMES: dict[str, tuple[Mode, bool]] = {
 }
 _KNOWN_SCHEMES = ", ".join(f"{name}://" for name in [*_SCHEMES, "embedded"])
 
-_CERT_REQS = {"none", "optional", "required"}
-_BOOL_WORDS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
-_MAX_DB = 2**31 - 1
-
 _SCHEME_SYNTAX = re.compile(r"[A-Za-z][A-Za-z0-9+.-]{0,30}\Z")
 _HOST_NAME = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,252}[A-Za-z0-9_])?\Z")
-_DIGITS = re.compile(r"[0-9]+\Z")
-_DECIMAL = re.compile(r"[0-9]{1,9}(?:\.[0-9]{1,9})?\Z")
 _BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _WHITESPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f]")
-
-
-def _to_bool(value: str) -> bool:
-    word = value.strip().lower()
-    if word not in _BOOL_WORDS:
-        raise ValueError("expected true or false")
-    return _BOOL_WORDS[word]
-
-
-def _to_positive_float(value: str) -> float:
-    if not _DECIMAL.match(value) or float(value) <= 0:
-        raise ValueError("must be a number of seconds > 0 (e.g. 2.5)")
-    return float(value)
-
-
-def _to_positive_int(value: str) -> int:
-    if not _DIGITS.match(value) or len(value) > 9 or int(value) <= 0:
-        raise ValueError("must be a whole number > 0")
-    return int(value)
-
-
-def _to_seconds(value: str) -> int:
-    if not _DIGITS.match(value) or len(value) > 9:
-        raise ValueError("must be a whole number of seconds (0 turns it off)")
-    return int(value)
-
-
-def _to_db(value: str) -> int:
-    if not _DIGITS.match(value) or int(value) > _MAX_DB:
-        raise ValueError("must be a database number (0, 1, ...)")
-    return int(value)
-
-
-def _to_cert_reqs(value: str) -> str:
-    if value not in _CERT_REQS:
-        raise ValueError(f"expected one of {sorted(_CERT_REQS)}")
-    return value
-
-
-#: Query options accepted in a url, with their parsers; anything else is an error.
-_QUERY_OPTIONS: dict[str, Callable[[str], Any]] = {
-    "db": _to_db,
-    "username": str,  # redis-py's form, e.g. unix:///run/redis.sock?username=u&password=p
-    "password": str,
-    "ssl_ca_certs": str,
-    "ssl_ca_path": str,
-    "ssl_certfile": str,
-    "ssl_keyfile": str,
-    "ssl_cert_reqs": _to_cert_reqs,
-    "ssl_check_hostname": _to_bool,
-    "socket_timeout": _to_positive_float,
-    "socket_connect_timeout": _to_positive_float,
-    "max_connections": _to_positive_int,
-    "health_check_interval": _to_seconds,
-    "client_name": str,
-    "sentinel_username": str,
-    "sentinel_password": str,
-}
-#: Options whose values are credentials: shown as ``***``, never echoed in an error.
-SECRET_OPTIONS = frozenset({"password", "sentinel_password"})
-_TLS_OPTIONS = {
-    "ssl_ca_certs",
-    "ssl_ca_path",
-    "ssl_certfile",
-    "ssl_keyfile",
-    "ssl_cert_reqs",
-    "ssl_check_hostname",
-}
-#: Shown instead of a server or client message in which a secret occurs.
-WITHHELD = "(message not shown: it may contain a credential)"
 
 
 def _host_text(host: str) -> str:
@@ -329,7 +260,7 @@ class _Parser:
             if password is not None:
                 raise self.fail("the password is given twice (before '@' and as ?password=)")
             password = options.pop("password")
-        if not tls and _TLS_OPTIONS & options.keys():
+        if not tls and TLS_OPTIONS & options.keys():
             raise self.fail("TLS options need a rediss:// url")
 
         hosts: tuple[tuple[str, int], ...] = ()
@@ -408,7 +339,7 @@ class _Parser:
 
     def _db(self, text: str) -> int:
         try:
-            return _to_db(text)
+            return to_db(text)
         except ValueError:
             raise self.fail(f"database {self.shown(text)} is not a number") from None
 
@@ -444,7 +375,7 @@ class _Parser:
                 raise self.fail(f"host {self.shown(host)} is not a host name or IPv4 address")
         if port_text is None:
             return host, default_port
-        if not _DIGITS.match(port_text):
+        if not DIGITS.match(port_text):
             raise self.fail(f"port {self.shown(port_text)} is not a number")
         port = int(port_text)
         if not 0 < port < 65536:
@@ -462,10 +393,10 @@ class _Parser:
                     f"option {self.shown(name_text)} without '=value' ('&' in a value is %26)"
                 )
             name = self._decode(name_text, "option name")
-            parser = _QUERY_OPTIONS.get(name)
+            parser = QUERY_OPTIONS.get(name)
             if parser is None:
                 raise self.fail(
-                    f"unknown option {self.shown(name)}; known: {', '.join(sorted(_QUERY_OPTIONS))}"
+                    f"unknown option {self.shown(name)}; known: {', '.join(sorted(QUERY_OPTIONS))}"
                 )
             if name in options:
                 raise self.fail(f"option {name!r} is given twice")
