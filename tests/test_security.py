@@ -20,7 +20,7 @@ from redis_chat_history import (
     RedisUnavailableError,
     RetryPolicy,
 )
-from redis_chat_history.urls import WITHHELD
+from redis_chat_history.url_options import WITHHELD
 from tests.servers import Cluster, RedisProcess, SentinelGroup, find_binaries, free_port
 from tests.test_cli import cli
 

@@ -27,6 +27,7 @@ import redis.sentinel
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from redis_chat_history.connection_spec import DEFAULT_PORT, ConnectionSpec, Mode
 from redis_chat_history.retry import RetryPolicy
 from redis_chat_history.transport import (
     AsyncClient,
@@ -34,7 +35,6 @@ from redis_chat_history.transport import (
     blocking_pool_kwargs,
     client_address,
 )
-from redis_chat_history.urls import DEFAULT_PORT, ConnectionSpec, Mode
 
 __all__ = [
     "ASYNC",

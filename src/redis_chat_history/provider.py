@@ -38,10 +38,11 @@ from redis_chat_history.clients import (
     describe_client,
     pool_size,
 )
+from redis_chat_history.connection_spec import ConnectionSpec, Mode
 from redis_chat_history.errors import InvalidArgumentError, InvalidURLError
 from redis_chat_history.retry import DEFAULT_RETRY, RetryPolicy
 from redis_chat_history.transport import open_async_cluster
-from redis_chat_history.urls import ConnectionSpec, Mode, parse_url
+from redis_chat_history.urls import parse_url
 
 logger = logging.getLogger("redis_chat_history")
 

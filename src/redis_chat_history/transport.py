@@ -295,7 +295,7 @@ def blocking_pool_kwargs(pool: Any, max_connections: int, timeout: float) -> dic
 
 def client_address(client: Any) -> str:
     """host:port of a user-provided client, without credentials."""
-    from redis_chat_history.urls import DEFAULT_PORT
+    from redis_chat_history.connection_spec import DEFAULT_PORT
 
     try:
         if isinstance(client, (redis.cluster.RedisCluster, redis.asyncio.cluster.RedisCluster)):
