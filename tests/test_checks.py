@@ -49,10 +49,10 @@ def test_check_seconds() -> None:
     for value, error, text in [
         ("1", InvalidArgumentTypeError, "t must be a number of seconds, got str"),
         (False, InvalidArgumentTypeError, "got bool"),
-        (math.nan, InvalidArgumentError, "t must be a number of seconds >= 0, got nan"),
+        (math.nan, InvalidArgumentError, "t must be a number of seconds >= 0 and <= 2, got nan"),
         (math.inf, InvalidArgumentError, "got inf"),
-        (-0.5, InvalidArgumentError, ">= 0, got -0.5"),
-        (3, InvalidArgumentError, "t must be <= 2 seconds, got 3"),
+        (-0.5, InvalidArgumentError, ">= 0 and <= 2, got -0.5"),
+        (3, InvalidArgumentError, "t must be a number of seconds >= 0 and <= 2, got 3"),
     ]:
         with pytest.raises(error, match=text):
             check_seconds("t", value, maximum=2)
@@ -71,3 +71,21 @@ def test_settings_use_it() -> None:
         RedisChatMessageHistory("s", url, wait_for_replicas=1, wait_timeout=0)
     with pytest.raises(InvalidArgumentError, match="max_messages must be >= 1, got 0"):
         RedisChatMessageHistory("s", url, max_messages=0)
+
+
+def test_numbers_written_as_text() -> None:
+    """A url's numbers: digits only, in range; the error never repeats the text."""
+    from redis_chat_history.checks import int_from_text, seconds_from_text
+
+    assert int_from_text("0", minimum=0, maximum=9) == 0
+    assert int_from_text("0065535", minimum=1, maximum=65535) == 65535
+    assert seconds_from_text("2.5") == 2.5 and seconds_from_text("30") == 30.0
+    for text in ("", "+1", "-1", " 1", "1_0", "1.0", "١", "x"):
+        with pytest.raises(ValueError, match=r"\Ais not a number\Z"):
+            int_from_text(text, minimum=0, maximum=9)
+    for text in ("10", "9" * 5000):
+        with pytest.raises(ValueError, match=r"\Aout of range \(0-9\)\Z"):
+            int_from_text(text, minimum=0, maximum=9)
+    for text in ("0", "0.0", "", "nan", "inf", "1e3", "-1", ".5", "1234567890"):
+        with pytest.raises(ValueError, match=r"\Ais not a number of seconds > 0 \(e\.g\. 2\.5\)\Z"):
+            seconds_from_text(text)

@@ -56,7 +56,7 @@ def test_zero_and_none_ttl_mean_no_expiry() -> None:
     [
         ("http://user:s3cret@h:1/0", "scheme must be one of"),
         ("redis://user:s3cret@h:port/0", "port 'port' is not a number"),
-        ("redis://user:s3cret@h:70000/0", "port 70000 out of range"),
+        ("redis://user:s3cret@h:70000/0", "port '70000' out of range"),
         ("redis://user:s3cret@h:1/zero", "database 'zero' is not a number"),
         ("redis://user:s3cret@h:1/0?colour=blue", "unknown option 'colour'"),
         ("redis://user:s3cret@h:1/0?ssl_ca_certs=/x", "TLS options need a rediss:// url"),

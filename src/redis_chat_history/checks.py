@@ -3,6 +3,9 @@
 A wrong type is :class:`InvalidArgumentTypeError` (a TypeError), a value out of range
 :class:`InvalidArgumentError` (a ValueError); each message names the argument. ``bool``
 is refused where a number is meant (``True`` is an ``int`` to Python, not to a user).
+Numbers written as text (a url's port, database and query options) are read by
+:func:`int_from_text` and :func:`seconds_from_text`, whose errors never repeat the text
+(it may be part of a password): the caller names what was wrong and where.
 
 Example::
 
@@ -14,16 +17,31 @@ Example::
     >>> check_int("limit", -1, minimum=0)
     Traceback (most recent call last):
     redis_chat_history.errors.InvalidArgumentError: limit must be >= 0, got -1
+    >>> int_from_text("6380", minimum=1, maximum=65535)
+    6380
+    >>> int_from_text("+1", minimum=1, maximum=65535)
+    Traceback (most recent call last):
+    ValueError: is not a number
 """
 
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 from redis_chat_history.errors import InvalidArgumentError, InvalidArgumentTypeError
 
-__all__ = ["check_int", "check_optional_int", "check_seconds"]
+__all__ = [
+    "check_int",
+    "check_optional_int",
+    "check_seconds",
+    "int_from_text",
+    "seconds_from_text",
+]
+
+_DIGITS = re.compile(r"[0-9]+\Z")
+_DECIMAL = re.compile(r"[0-9]{1,9}(?:\.[0-9]{1,9})?\Z")
 
 
 def _is_int(value: Any) -> bool:
@@ -65,11 +83,34 @@ def check_seconds(
         raise InvalidArgumentTypeError(
             f"{name} must be a number of seconds, got {type(value).__name__}"
         )
-    low = ">" if above_minimum else ">="
-    if not math.isfinite(value) or value < minimum or (above_minimum and value == minimum):
-        raise InvalidArgumentError(
-            f"{name} must be a number of seconds {low} {minimum}, got {value!r}"
-        )
-    if maximum is not None and value > maximum:
-        raise InvalidArgumentError(f"{name} must be <= {maximum} seconds, got {value!r}")
+    above = value > minimum if above_minimum else value >= minimum
+    if not (math.isfinite(value) and above and (maximum is None or value <= maximum)):
+        bounds = (">" if above_minimum else ">=") + f" {minimum}"
+        bounds += "" if maximum is None else f" and <= {maximum}"
+        raise InvalidArgumentError(f"{name} must be a number of seconds {bounds}, got {value!r}")
     return float(value)
+
+
+def int_from_text(text: str, *, minimum: int, maximum: int) -> int:
+    """``text``, decimal digits only (no sign, space or ``_``), as an int in ``[minimum, maximum]``.
+
+    The ValueError completes "<what> <text> ...": ``is not a number`` or ``out of range
+    (minimum-maximum)``; it never repeats ``text``.
+    """
+    if not _DIGITS.match(text):
+        raise ValueError("is not a number")
+    digits = text.lstrip("0") or "0"
+    # int() of thousands of digits is slow (refused from Python 3.11): more digits, too big
+    if len(digits) > len(str(maximum)) or not minimum <= int(digits) <= maximum:
+        raise ValueError(f"out of range ({minimum}-{maximum})")
+    return int(digits)
+
+
+def seconds_from_text(text: str) -> float:
+    """``text`` as a number of seconds > 0, digits with an optional fraction (``2.5``).
+
+    Like :func:`int_from_text`, the ValueError never repeats ``text``.
+    """
+    if not _DECIMAL.match(text) or float(text) <= 0:
+        raise ValueError("is not a number of seconds > 0 (e.g. 2.5)")
+    return float(text)

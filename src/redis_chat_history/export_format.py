@@ -37,13 +37,17 @@ Example::
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from redis_chat_history.checks import check_seconds
 from redis_chat_history.codec import check_payload, dumps_exact, loads_exact, message_from_payload
-from redis_chat_history.errors import ImportFormatError
+from redis_chat_history.errors import (
+    ImportFormatError,
+    InvalidArgumentError,
+    InvalidArgumentTypeError,
+)
 from redis_chat_history.operations.transfer_plans import MAX_EXPIRE_MS
 
 FORMAT = "redis-chat-history-export"
@@ -190,20 +194,11 @@ def parse_expires_in(value: Any, number: int, session_id: str) -> int | None:
     """Milliseconds of a line's ``expires_in``: None never, 0 now; refuses what PEXPIRE would."""
     if value is None:
         return None
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value < 0
-        or value * 1000 > MAX_EXPIRE_MS
-    ):
-        raise line_error(
-            number,
-            f"expires_in must be a number of seconds in [0, {MAX_EXPIRE_MS // 1000}],"
-            f" got {value!r}",
-            session_id,
-        )
-    return 0 if value == 0 else max(1, round(value * 1000))
+    try:
+        check_seconds("expires_in", value, maximum=MAX_EXPIRE_MS // 1000)
+    except (InvalidArgumentError, InvalidArgumentTypeError) as error:
+        raise line_error(number, str(error), session_id) from None
+    return 0 if value == 0 else max(1, round(value * 1000))  # an int stays exact
 
 
 class ExportReader:

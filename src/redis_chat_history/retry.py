@@ -20,27 +20,13 @@ from dataclasses import dataclass
 
 from redis.backoff import ExponentialWithJitterBackoff
 
-from redis_chat_history.errors import InvalidArgumentError
+from redis_chat_history.checks import check_int, check_seconds
 
 #: Sends a call may make besides the first and its ``attempts`` re-sends, each at most once
 #: per call: the script's source after NOSCRIPT, a slot redirect (MOVED, which may also
 #: switch the client to Cluster), an ASK redirect, the plain twin after the server refused
 #: scripts. Any further redirect takes one of the policy's attempts.
 EXTRA_SENDS = 4
-
-
-def _check_seconds(name: str, value: object, *, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value < 0
-    ):
-        raise InvalidArgumentError(
-            f"RetryPolicy.{name} must be a finite number >= 0, got {value!r}"
-        )
 
 
 @dataclass(frozen=True)
@@ -66,20 +52,12 @@ class RetryPolicy:
     socket_timeout: float | None = 10.0
 
     def __post_init__(self) -> None:
-        if (
-            isinstance(self.attempts, bool)
-            or not isinstance(self.attempts, int)
-            or self.attempts < 0
-        ):
-            raise InvalidArgumentError(
-                f"RetryPolicy.attempts must be an int >= 0, got {self.attempts!r}"
-            )
-        _check_seconds("backoff_base", self.backoff_base)
-        _check_seconds("backoff_cap", self.backoff_cap)
-        _check_seconds("connect_timeout", self.connect_timeout)
-        _check_seconds("socket_timeout", self.socket_timeout, allow_none=True)
-        if self.connect_timeout == 0 or self.socket_timeout == 0:
-            raise InvalidArgumentError("RetryPolicy timeouts must be > 0 seconds")
+        check_int("RetryPolicy.attempts", self.attempts, minimum=0)
+        check_seconds("RetryPolicy.backoff_base", self.backoff_base)
+        check_seconds("RetryPolicy.backoff_cap", self.backoff_cap)
+        check_seconds("RetryPolicy.connect_timeout", self.connect_timeout, above_minimum=True)
+        if self.socket_timeout is not None:
+            check_seconds("RetryPolicy.socket_timeout", self.socket_timeout, above_minimum=True)
 
     def backoff(self, failures: int) -> float:
         """Seconds to wait before the ``failures``-th re-send (full jitter, capped)."""
@@ -111,8 +89,8 @@ class RetryPolicy:
         """An upper bound of the time between a call's first send and its last re-send.
 
         The server remembers a write's token at least this long after applying it, so a
-        re-send that arrives late is still recognised (see operations/history.py, writer
-        tokens): :attr:`max_sends` sends of :attr:`send_seconds` each. The call machine
+        re-send that arrives late is still recognised (writer tokens, see
+        :mod:`redis_chat_history.writers`): :attr:`max_sends` sends of :attr:`send_seconds` each. The call machine
         holds a call to it: it makes no re-send that could end later than this after the
         first send (time spent reconnecting included). A policy without a socket timeout
         has no such bound: ten minutes are used.

@@ -34,6 +34,7 @@ import re
 from typing import Any
 from urllib.parse import unquote, unquote_plus
 
+from redis_chat_history.checks import int_from_text
 from redis_chat_history.connection_spec import (
     DEFAULT_PORT,
     DEFAULT_SENTINEL_PORT,
@@ -42,7 +43,6 @@ from redis_chat_history.connection_spec import (
 )
 from redis_chat_history.errors import InvalidURLError
 from redis_chat_history.url_options import (
-    DIGITS,
     QUERY_OPTIONS,
     SECRET_OPTIONS,
     TLS_OPTIONS,
@@ -229,8 +229,8 @@ class _Parser:
     def _db(self, text: str) -> int:
         try:
             return to_db(text)
-        except ValueError:
-            raise self.fail(f"database {self.shown(text)} is not a number") from None
+        except ValueError as error:
+            raise self.fail(f"database {self.shown(text)} {error}") from None
 
     def _hosts(self, text: str, default_port: int) -> tuple[tuple[str, int], ...]:
         if not text:
@@ -264,12 +264,10 @@ class _Parser:
                 raise self.fail(f"host {self.shown(host)} is not a host name or IPv4 address")
         if port_text is None:
             return host, default_port
-        if not DIGITS.match(port_text):
-            raise self.fail(f"port {self.shown(port_text)} is not a number")
-        port = int(port_text)
-        if not 0 < port < 65536:
-            raise self.fail(f"port {port if self.echo else '(not shown)'} out of range (1-65535)")
-        return host, port
+        try:
+            return host, int_from_text(port_text, minimum=1, maximum=65535)
+        except ValueError as error:
+            raise self.fail(f"port {self.shown(port_text)} {error}") from None
 
     def _query(self, query: str) -> dict[str, Any]:
         options: dict[str, Any] = {}
@@ -293,7 +291,7 @@ class _Parser:
             try:
                 options[name] = parser(value)
             except ValueError as error:
-                raise self.fail(f"option {name}={self.shown(value)}: {error}") from None
+                raise self.fail(f"option {name}={self.shown(value)} {error}") from None
             if name in SECRET_OPTIONS:
                 # A secret holding an unencoded '&' continues into the next items.
                 self.echo = False

@@ -13,6 +13,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from redis_chat_history.checks import check_int as check_int  # re-exported: plans check with it
+from redis_chat_history.checks import check_optional_int
 from redis_chat_history.errors import (
     InvalidArgumentError,
     InvalidArgumentTypeError,
@@ -127,22 +129,10 @@ def single_reply(parse: Callable[[Any], T]) -> Callable[[list[Any]], T]:
 # Argument checks: a plan never sends something its caller did not mean.
 
 
-def check_int(name: str, value: Any, *, minimum: int, maximum: int | None = None) -> int:
-    """``value`` as an int in ``[minimum, maximum]``; the error names ``name``."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidArgumentTypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise InvalidArgumentError(f"{name} must be >= {minimum}, got {value}")
-    if maximum is not None and value > maximum:
-        raise InvalidArgumentError(f"{name} must be <= {maximum}, got {value}")
-    return value
-
-
 def check_optional(name: str, value: int | None, *, maximum: int) -> int:
     """0 for None (the scripts' 'not set'), else an int in ``[1, maximum]``."""
-    if value is None:
-        return 0
-    return check_int(name, value, minimum=0 if name == "ttl" else 1, maximum=maximum)
+    checked = check_optional_int(name, value, minimum=0 if name == "ttl" else 1, maximum=maximum)
+    return 0 if checked is None else checked
 
 
 def check_batch(encoded: Sequence[bytes], *, allow_empty: bool = False) -> None:
