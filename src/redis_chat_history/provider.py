@@ -5,9 +5,9 @@ Every history built for the same url (and retry policy) uses one
 does no I/O of its own: the first call of a url sends ``INFO`` with its commands (see
 :mod:`redis_chat_history.call`), and :meth:`ClientProvider.learn` reads the reply: a
 plain ``redis://`` url that points at a Cluster node switches to Cluster, as
-langchain_community detects it (``redis+cluster://`` needs no INFO, so a user without the
-INFO permission works too), and an eviction policy that voids part of the guarantee is
-named in one warning.
+langchain_community detects it (a ``redis+cluster://`` url is a Cluster without it, and a
+user without the INFO permission works too: the refusal teaches nothing), and an eviction
+policy that voids part of the guarantee is named in one warning.
 
 Example::
 
