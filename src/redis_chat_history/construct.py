@@ -144,6 +144,8 @@ _SHAPES: dict[str, tuple[type[BaseMessage], Any]] = {
     "chat": (ChatMessage, _chat_fields_ok),
     "function": (FunctionMessage, _function_fields_ok),
 }
+#: Message classes the codec stores exactly (a subclass would come back as its base).
+EXACT_CLASSES = frozenset(cls for cls, _ in _SHAPES.values())
 
 
 class _Template:

@@ -282,7 +282,6 @@ def shared_provider(
 def close_shared_clients() -> None:
     """Close every shared sync client (for tests and orderly shutdown)."""
     with _registry_lock:
-        providers = list(_registry.values())
-        _registry.clear()
+        providers = [_registry.pop(key) for key in list(_registry)]
     for provider in providers:
         provider.close()

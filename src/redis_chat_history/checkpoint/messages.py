@@ -23,23 +23,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from langchain_core.messages import (
-    AIMessage,
-    BaseMessage,
-    ChatMessage,
-    FunctionMessage,
-    HumanMessage,
-    SystemMessage,
-    ToolMessage,
-)
+from langchain_core.messages import BaseMessage
 
 from redis_chat_history.codec import decode_newest_first, encode_message
+from redis_chat_history.construct import EXACT_CLASSES
 from redis_chat_history.errors import MessageEncodeError
 
-#: Message classes the codec stores exactly (a subclass would come back as its base).
-EXACT_CLASSES = frozenset(
-    {AIMessage, HumanMessage, SystemMessage, ToolMessage, ChatMessage, FunctionMessage}
-)
 #: The implicit segment id of a history list the checkpointer has not written yet.
 MAIN0 = "0" * 16
 #: Threads whose tip one saver keeps (each holds its conversation's encoded messages).
