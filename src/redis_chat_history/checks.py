@@ -1,4 +1,5 @@
-"""The one number checker: ints and seconds given by callers, checked before anything is sent.
+"""The one argument checker: numbers (ints, seconds), a history key and a batch of encoded
+messages given by callers, checked before anything is sent.
 
 A wrong type is :class:`InvalidArgumentTypeError` (a TypeError), a value out of range
 :class:`InvalidArgumentError` (a ValueError); each message names the argument. ``bool``
@@ -28,12 +29,15 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from redis_chat_history.errors import InvalidArgumentError, InvalidArgumentTypeError
 
 __all__ = [
+    "check_batch",
     "check_int",
+    "check_key",
     "check_optional_int",
     "check_seconds",
     "int_from_text",
@@ -114,3 +118,18 @@ def seconds_from_text(text: str) -> float:
     if not _DECIMAL.match(text) or float(text) <= 0:
         raise ValueError("is not a number of seconds > 0 (e.g. 2.5)")
     return float(text)
+
+
+def check_key(key: Any) -> str:
+    """A history key: a non-empty str."""
+    if not isinstance(key, str) or not key:
+        raise InvalidArgumentError(f"a history key must be a non-empty str, got {key!r}")
+    return key
+
+
+def check_batch(encoded: Sequence[bytes], *, allow_empty: bool = False) -> None:
+    """Encoded messages to write: a sequence (not bytes or str), not empty unless allowed."""
+    if isinstance(encoded, (bytes, str)) or not isinstance(encoded, Sequence):
+        raise InvalidArgumentTypeError("encoded messages must be a sequence of bytes")
+    if not encoded and not allow_empty:
+        raise InvalidArgumentError("a write needs at least one message")

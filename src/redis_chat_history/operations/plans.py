@@ -13,12 +13,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from redis_chat_history.checks import check_int as check_int  # re-exported: plans check with it
+# re-exported: the operations' plans check their arguments with them
+from redis_chat_history.checks import check_batch as check_batch
+from redis_chat_history.checks import check_int as check_int
+from redis_chat_history.checks import check_key as check_key
 from redis_chat_history.checks import check_optional_int
-from redis_chat_history.errors import (
-    InvalidArgumentError,
-    InvalidArgumentTypeError,
-)
+from redis_chat_history.errors import InvalidArgumentError
 
 T = TypeVar("T")
 
@@ -126,26 +126,13 @@ def single_reply(parse: Callable[[Any], T]) -> Callable[[list[Any]], T]:
 
 
 # ---------------------------------------------------------------------------
-# Argument checks: a plan never sends something its caller did not mean.
+# Argument checks (checks.py): a plan never sends something its caller did not mean.
 
 
 def check_optional(name: str, value: int | None, *, maximum: int) -> int:
     """0 for None (the scripts' 'not set'), else an int in ``[1, maximum]``."""
     checked = check_optional_int(name, value, minimum=0 if name == "ttl" else 1, maximum=maximum)
     return 0 if checked is None else checked
-
-
-def check_batch(encoded: Sequence[bytes], *, allow_empty: bool = False) -> None:
-    if isinstance(encoded, (bytes, str)) or not isinstance(encoded, Sequence):
-        raise InvalidArgumentTypeError("encoded messages must be a sequence of bytes")
-    if not encoded and not allow_empty:
-        raise InvalidArgumentError("a write needs at least one message")
-
-
-def check_key(key: Any) -> str:
-    if not isinstance(key, str) or not key:
-        raise InvalidArgumentError(f"a history key must be a non-empty str, got {key!r}")
-    return key
 
 
 def batch_plan(plans: Sequence[Plan[T]]) -> Plan[list[T]]:

@@ -6,19 +6,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from redis_chat_history.errors import (
-    CommandError,
-)
-from redis_chat_history.operations.plans import (
-    PUSH_CHUNK,
-    Command,
-    Plan,
-    Script,
-    check_batch,
-    check_int,
-    check_key,
-    single_reply,
-)
+from redis_chat_history.checks import check_batch, check_int, check_key
+from redis_chat_history.errors import CommandError
+from redis_chat_history.operations.plans import PUSH_CHUNK, Command, Plan, Script, single_reply
 from redis_chat_history.slots import (
     SNAPSHOT,
     STAGING,
@@ -158,16 +148,16 @@ def stage_plan(key: str, run_id: str, encoded: Sequence[bytes], *, before: int) 
     return Plan((command,), key, _parse_stage, writes=True, idempotent=True)
 
 
+def _delete_companion_plan(key: str, companion: str) -> Plan[int]:
+    """DEL a companion key of history ``key`` (routed with it; a second DEL finds nothing)."""
+    return Plan(
+        (Command(("DEL", companion)),), key, single_reply(int), writes=True, idempotent=True
+    )
+
+
 def discard_stage_plan(key: str, run_id: str) -> Plan[int]:
     """Drop run ``run_id``'s staging list of history ``key`` (after a failed import)."""
-    check_key(key)
-    return Plan(
-        (Command(("DEL", staging_key(key, run_id))),),
-        key,
-        single_reply(int),
-        writes=True,
-        idempotent=True,
-    )
+    return _delete_companion_plan(check_key(key), staging_key(key, run_id))
 
 
 def commit_stage_plan(
@@ -280,11 +270,4 @@ def snapshot_window_plan(
 
 def drop_snapshot_plan(key: str, run_id: str) -> Plan[int]:
     """Delete run ``run_id``'s snapshot of history ``key``."""
-    check_key(key)
-    return Plan(
-        (Command(("DEL", snapshot_key(key, run_id))),),
-        key,
-        single_reply(int),
-        writes=True,
-        idempotent=True,
-    )
+    return _delete_companion_plan(check_key(key), snapshot_key(key, run_id))
