@@ -237,7 +237,7 @@ def test_a_permission_refusal_switches_to_plain_writes_and_is_rechecked(
     server = Server(p, [refused], [1, 1])
     assert server.run(append()) == 1
     assert [c[0] for c in server.sends[1].commands] == ["LPUSH", "EXPIRE"]
-    assert p.scripts_refused
+    assert p.plain_now()
     assert Server(p, [1, 1]).run(append()) == 1  # plain at once meanwhile, no script tried
     warnings = [r.getMessage() for r in caplog.records if "plain commands" in r.getMessage()]
     assert len(warnings) == 1 and "tried again every 300 s" in warnings[0]
@@ -257,7 +257,7 @@ def test_a_permission_refusal_switches_to_plain_writes_and_is_rechecked(
 def test_what_counts_as_scripts_refused(reply: str) -> None:
     p = provider()
     Server(p, [error_of(reply)], [1, 1]).run(append())
-    assert p.scripts_refused
+    assert p.plain_now()
 
 
 @pytest.mark.parametrize(
@@ -274,7 +274,7 @@ def test_other_refusals_are_errors_of_that_call(reply: str, raised: type) -> Non
     server = Server(p, [error_of(reply)])
     with pytest.raises(raised):
         server.run(append())
-    assert not p.scripts_refused and len(server.sends) == 1
+    assert not p.plain_now() and len(server.sends) == 1
 
 
 def test_a_stale_master_inside_a_script_is_retried_with_scripts() -> None:
@@ -282,7 +282,7 @@ def test_a_stale_master_inside_a_script_is_retried_with_scripts() -> None:
     readonly = error_of("RCHPLAIN READONLY You can't write against a read only replica.")
     server = Server(p, [readonly], [[1, 4]])
     assert server.run(append()) == 4
-    assert type(server.actions[1]) is Reconnect and not p.scripts_refused
+    assert type(server.actions[1]) is Reconnect and not p.plain_now()
     assert server.sends[1].commands[0][0] == "EVALSHA"
 
 

@@ -249,11 +249,11 @@ def test_plain_writes_are_rechecked_after_their_time(
         provider = history._provider
         provider.plain_recheck_seconds = 1.0  # the 300 s of production, shortened
         history.add_user_message("plain 1")
-        assert provider.scripts_refused
+        assert provider.plain_now()
         set_user(admin, user, SCRIPT_COMMANDS)  # the ACL is fixed
         history.add_user_message("plain 2")  # within the re-check time: plain still
         assert admin.exists(writers_key(history.key)) == 0
-        wait_until(lambda: not provider.scripts_refused, 10, "the plain time to end")
+        wait_until(lambda: not provider.plain_now(), 10, "the plain time to end")
         history.add_user_message("scripted")
         assert admin.exists(writers_key(history.key)) == 1  # a script wrote its token
         assert [str(m.content) for m in history.messages] == ["plain 1", "plain 2", "scripted"]

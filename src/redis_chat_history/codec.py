@@ -71,7 +71,6 @@ KNOWN_TYPES = frozenset(
     }
 )
 
-_ZLIB_HEADER = 0x78  # first byte of every zlib stream with a 32 KiB window ('x')
 _COMPRESS_MIN_BYTES = 96  # below this zlib's 6-byte frame rarely pays off
 _COMPRESS_LEVEL = 6
 _ORJSON_OPTIONS = orjson.OPT_NON_STR_KEYS

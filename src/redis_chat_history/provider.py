@@ -138,12 +138,8 @@ class ClientProvider:
         return self.spec.redact(text) if self.spec else text
 
     # -- what the calls learned ---------------------------------------------
-    @property
-    def scripts_refused(self) -> bool:
-        """True while writes use plain commands (the server refused the scripts)."""
-        return self.plain_now()
-
     def plain_now(self) -> bool:
+        """True while writes use plain commands (the server refused the scripts)."""
         return self.plain_until > time.monotonic()
 
     def refuse_scripts(self) -> None:

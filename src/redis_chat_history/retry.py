@@ -1,7 +1,7 @@
 """How a call is retried: one :class:`RetryPolicy` for the sync and the asyncio path.
 
-:mod:`redis_chat_history.execution` applies it to every call: when the server cannot be
-reached, a request is re-sent after a backoff with jitter (redis-py's
+The call machine (:mod:`redis_chat_history.call`) applies it to every call: when the
+server cannot be reached, a request is re-sent after a backoff with jitter (redis-py's
 ``ExponentialWithJitterBackoff``), at most ``attempts`` times. A write is re-sent only
 when that is safe: its request never left this process, or the write is idempotent
 (every write the package sends with scripts carries a writer token the server checks).

@@ -1,8 +1,10 @@
-"""The shape of every operation: a :class:`Plan` of :class:`Command` s, and argument checks.
+"""The shape of every operation: a :class:`Plan` of :class:`Command` s.
 
 A plan is plain data: the commands of one round trip (pipelined on one connection), the
-key that routes them, and how to read the replies. :mod:`redis_chat_history.execution`
-sends it; ``tests/test_operations.py`` checks plans without a server.
+key that routes them, and how to read the replies. The call machine
+(:mod:`redis_chat_history.call`) decides how it is sent, :mod:`redis_chat_history.execution`
+sends it; ``tests/test_operations.py`` checks plans without a server. Their arguments are
+checked with :mod:`redis_chat_history.checks` (re-exported here for the operations).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ class Script:
     """A Lua script, sent as EVALSHA and, when the server lacks it, as EVAL.
 
     Not redis-py's ``Script``: ours is pipelined with WAIT on one connection and sent by
-    execution.py's own path (redis-py 8's execute_command wrapper cost ~14 µs a call).
+    transport.py's own path (redis-py 8's execute_command wrapper cost ~14 µs a call).
     """
 
     name: str
@@ -55,7 +57,7 @@ class _WriterToken:
 
 
 #: Stands for ``writer id, sequence number, window seconds, re-send flag`` in a script
-#: call's arguments; :mod:`redis_chat_history.execution` fills them in
+#: call's arguments; the call machine (:mod:`redis_chat_history.call`) fills them in
 #: (see :mod:`redis_chat_history.writers`; scripts.py builds the scripts that read them).
 WRITER = _WriterToken()
 
