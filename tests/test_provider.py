@@ -8,6 +8,7 @@ driven without a server in tests/test_call.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from collections.abc import Iterator
@@ -64,6 +65,17 @@ def set_user(admin: redis.Redis, user: str, commands: str) -> None:
         "ACL", "SETUSER", user, "reset", "on", f">{PASSWORD}", "~message_store:*",
         "resetchannels", "-@all", "+client|setname", *(f"+{c}" for c in commands.split()),
     )  # fmt: skip
+
+
+@contextlib.contextmanager
+def acl_user(server: RedisProcess, admin: redis.Redis, commands: str) -> Iterator[tuple[str, str]]:
+    """A user allowed ``commands`` only, deleted at the end; (its name, a url of it)."""
+    user = f"u{uuid.uuid4().hex[:8]}"
+    set_user(admin, user, commands)
+    try:
+        yield user, named_url(server, user)[0]
+    finally:
+        admin.execute_command("ACL", "DELUSER", user)
 
 
 # -- the registry ---------------------------------------------------------------------------
@@ -181,10 +193,7 @@ def test_info_goes_with_the_first_call_only_and_a_refusal_is_harmless(
     redis7: RedisProcess, admin: redis.Redis, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="redis_chat_history")
-    user = f"noinfo{uuid.uuid4().hex[:6]}"
-    set_user(admin, user, SCRIPT_COMMANDS)
-    try:
-        url, _ = named_url(redis7, user)
+    with acl_user(redis7, admin, SCRIPT_COMMANDS) as (user, url):
         history = RedisChatMessageHistory("probed", url=url, ttl=60)
         provider = history._provider
         assert provider.mode == "auto" and provider.unprobed
@@ -195,8 +204,6 @@ def test_info_goes_with_the_first_call_only_and_a_refusal_is_harmless(
             assert asyncio.run(history.acount()) > 1
         assert _info_refusals(admin, user) == 1  # sent once, with the first call's plan
         assert history.count() == 6 and not caplog.records
-    finally:
-        admin.execute_command("ACL", "DELUSER", user)
 
 
 def test_an_eviction_policy_that_gives_up_a_guarantee_is_named_once(
@@ -241,10 +248,7 @@ def test_plain_writes_are_rechecked_after_their_time(
     """A user without scripts writes plainly; once scripts are allowed, the re-check finds it."""
     caplog.set_level(logging.WARNING, logger="redis_chat_history")
     assert PLAIN_RECHECK_SECONDS == 300.0
-    user = f"old{uuid.uuid4().hex[:6]}"
-    set_user(admin, user, OLD_CLASS_COMMANDS)
-    try:
-        url, _ = named_url(redis7, user)
+    with acl_user(redis7, admin, OLD_CLASS_COMMANDS) as (user, url):
         history = RedisChatMessageHistory("rechecked", url=url, ttl=600)
         provider = history._provider
         provider.plain_recheck_seconds = 1.0  # the 300 s of production, shortened
@@ -259,5 +263,3 @@ def test_plain_writes_are_rechecked_after_their_time(
         assert [str(m.content) for m in history.messages] == ["plain 1", "plain 2", "scripted"]
         warnings = [r.getMessage() for r in caplog.records if "plain commands" in r.getMessage()]
         assert len(warnings) == 1 and PASSWORD not in warnings[0]
-    finally:
-        admin.execute_command("ACL", "DELUSER", user)
