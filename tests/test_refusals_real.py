@@ -29,6 +29,8 @@ from redis_chat_history import (
     RetryPolicy,
 )
 from redis_chat_history.operations import writers_key
+from redis_chat_history.refusals import refuses_scripts, unwrap
+from redis_chat_history.transport import typed_error
 from tests.proxy import ReplyDroppingProxy
 from tests.servers import Binary, RedisProcess, wait_until
 
@@ -303,3 +305,19 @@ def test_one_eviction_warning_per_url_at_first_use(
             assert gives_up is not None and gives_up in text and "noeviction" in text
     finally:
         process.stop()
+
+
+@pytest.mark.parametrize(
+    ("reply", "typed"),
+    [  # what Redis 6.2 replies when the script passes on a redis.pcall error (seen above)
+        ("@user_script: 42: -OOM command not allowed when used memory > 'maxmemory'.", "OOM"),
+        ("@user_script: 42: -READONLY You can't write against a read only replica.", "READONLY"),
+        ("@user_script: 42: -NOREPLICAS Not enough good replicas to write.", "NOREPLICAS"),
+    ],
+)
+def test_a_redis_6_script_error_is_typed_as_its_bare_reply(reply: str, typed: str) -> None:
+    bare = reply.partition("-")[2]
+    assert type(unwrap(redis.exceptions.ResponseError(reply))) is type(typed_error(bare))
+    assert str(unwrap(redis.exceptions.ResponseError(reply))) == str(typed_error(bare))
+    assert not refuses_scripts(unwrap(redis.exceptions.ResponseError(reply)))
+    assert typed in bare

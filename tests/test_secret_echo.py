@@ -29,6 +29,7 @@ from redis_chat_history import (
     RedisChatStore,
     RetryPolicy,
 )
+from redis_chat_history.checkpoint import RedisCheckpointSaver
 from tests.servers import free_port
 from tests.test_cli import cli
 
@@ -136,12 +137,16 @@ def leaks(texts: list[str]) -> list[str]:
 def operations(url: str) -> dict[str, Callable[[], object]]:
     history = RedisChatMessageHistory("s", url=url, retry=FAST)
     store = RedisChatStore(url=url, retry=FAST)
+    saver = RedisCheckpointSaver(url, retry=FAST)
+    thread = {"configurable": {"thread_id": "t1", "checkpoint_ns": ""}}
     return {
         "count": history.count,
         "write": lambda: history.add_user_message("x"),
         "async write": lambda: asyncio.run(history.aadd_messages([HumanMessage("x")])),
         "async read": lambda: asyncio.run(history.aget_messages()),
         "list sessions": lambda: list(store.sessions()),
+        "checkpoint read": lambda: saver.get_tuple(thread),  # type: ignore[arg-type]
+        "async checkpoint read": lambda: asyncio.run(saver.aget_tuple(thread)),  # type: ignore[arg-type]
     }
 
 
