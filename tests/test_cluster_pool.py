@@ -38,8 +38,11 @@ def node_admin(cluster: Cluster, port: int) -> redis.Redis:
     return master.client()
 
 
-def our_connections(admin: redis.Redis) -> int:
-    return sum(1 for client in admin.client_list() if client.get("name") == NAME)
+def paused_writes(admin: redis.Redis) -> int:
+    """Our connections whose request the server holds (CLIENT PAUSE: flag ``b``)."""
+    return sum(
+        1 for client in admin.client_list() if client.get("name") == NAME and "b" in client["flags"]
+    )
 
 
 @pytest.fixture
@@ -82,12 +85,13 @@ def test_async_cluster_writers_wait_for_a_connection_freed_within_the_wait(
                 for i in range(writers)
             ]
             deadline = time.monotonic() + 20
-            while await asyncio.to_thread(our_connections, admin) < 2:
+            while await asyncio.to_thread(paused_writes, admin) < 2:
                 assert time.monotonic() < deadline, "the writers never filled the pool"
                 await asyncio.sleep(0.02)
             await asyncio.sleep(0.2)  # the other writers keep asking the full pool
             assert not any(task.done() for task in tasks)  # two held, the rest waiting
-            assert await asyncio.to_thread(our_connections, admin) == 2
+            assert await asyncio.to_thread(paused_writes, admin) == 2  # never a third
+            assert len(node._connections) == 2 and not node._free
             admin.execute_command("CLIENT", "UNPAUSE")
             await asyncio.gather(*tasks)  # every writer got a connection: none raised
             assert len(node._connections) <= 2
