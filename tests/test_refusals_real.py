@@ -157,8 +157,9 @@ class Failover:
     makes ``new`` the master and ``old`` its replica while the proxy still points at ``old``."""
 
     def __init__(self, binary: Binary) -> None:
-        self.old = RedisProcess(binary, name="old").start()
-        self.new = RedisProcess(binary, name="new").start()
+        quick = {"repl-diskless-sync-delay": "0"}  # Redis 7 waits 5 s for more replicas
+        self.old = RedisProcess(binary, options=quick, name="old").start()
+        self.new = RedisProcess(binary, options=quick, name="new").start()
         self.old_admin = self.old.client()
         self.new_admin = self.new.client()
         self.new_admin.replicaof("127.0.0.1", self.old.port)
