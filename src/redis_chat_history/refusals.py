@@ -8,6 +8,7 @@ this user may not run scripts, and the one warning a url gets when its writes go
 from __future__ import annotations
 
 import logging
+import re
 
 from redis import exceptions as redis_errors
 
@@ -27,6 +28,8 @@ logger = logging.getLogger("redis_chat_history")
 
 #: The write scripts prefix a refusal of their prelude with this (operations/scripts.py).
 PLAIN_MARKER = "RCHPLAIN "
+#: Where in the script Redis < 7 says a ``redis.pcall`` error arose (Redis 6.2, no type).
+_SCRIPT_POSITION = re.compile(r"@user_script: ?\d+: -?")
 
 
 def translate(error: BaseException, provider: ClientProvider, key: str) -> ChatHistoryError:
@@ -63,11 +66,20 @@ def translate(error: BaseException, provider: ClientProvider, key: str) -> ChatH
 
 
 def unwrap(error: Exception) -> Exception:
-    """The error a write script's prelude met (``RCHPLAIN <error>``), typed as redis-py would."""
+    """The error a write script's prelude met, typed as redis-py would type it bare.
+
+    The prelude prefixes a permission refusal with ``RCHPLAIN``; Redis < 7 prefixes the
+    error of a ``redis.pcall`` with its place in the script (``@user_script: 42: -OOM ...``),
+    which would hide OOM, READONLY and NOREPLICAS behind a generic error.
+    """
     text = str(error)
-    if text.startswith(PLAIN_MARKER):
-        return transport.typed_error(text[len(PLAIN_MARKER) :])
-    return error
+    marked = text.startswith(PLAIN_MARKER)
+    if marked:
+        text = text[len(PLAIN_MARKER) :]
+    position = _SCRIPT_POSITION.match(text)
+    if position:
+        return transport.typed_error(text[position.end() :])
+    return transport.typed_error(text) if marked else error
 
 
 def refuses_scripts(error: Exception) -> bool:
