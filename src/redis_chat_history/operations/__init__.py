@@ -9,6 +9,7 @@ with a sync or an asyncio client; the plans themselves are tested without a serv
 - :mod:`.scripts`: the builder of write scripts (exactly-once prelude, named arguments,
   recorded results) and the registry of every write operation;
 - :mod:`.messages`: one history's reads and writes, and the store's listing;
+- :mod:`.deletion`: deleting a history, and the whole LangGraph thread it may be;
 - :mod:`.transfer_plans`: export, import and copy (staging lists, commits, snapshots);
 - :mod:`.turns`: turn-aligned windows (``get_messages(whole_turns=True)``, agent memory).
 
@@ -19,16 +20,15 @@ Example::
     ('LRANGE', 'message_store:s1', 0, 19)
 """
 
+from redis_chat_history.operations.deletion import DELETE, delete_plan, thread_keys
 from redis_chat_history.operations.messages import (
     APPEND,
-    DELETE,
     DELETE_LAST,
     EXPIRE,
     REPLACE,
     append_plan,
     count_plan,
     delete_last_plan,
-    delete_plan,
     expire_plan,
     expires_in_plan,
     persist_plan,
@@ -157,6 +157,7 @@ __all__ = [
     "snapshot_window_plan",
     "stage_plan",
     "staging_key",
+    "thread_keys",
     "turn_window_plan",
     "type_plan",
     "write_script",

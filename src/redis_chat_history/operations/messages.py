@@ -123,21 +123,6 @@ return {1, count}
 """,
 )
 
-DELETE = write_script(
-    "delete",
-    keys=("history",),
-    # Replies 1 when the history existed.
-    decide="""
-local length = redis.pcall('LLEN', history)
-if failed(length) then return refused(length) end
-result, unchanged = length > 0 and '1' or '0', length == 0
-""",
-    apply="""
-redis.call('DEL', history)
-return {1, 1}
-""",
-)
-
 EXPIRE = write_script(
     "expire",
     keys=("history",),
@@ -298,17 +283,6 @@ def _plain_bool(key: str, *args: Any) -> Plan[bool]:
     return plain_write(key, [Command(args)], lambda replies: bool(replies[0]))
 
 
-def delete_plan(key: str) -> Plan[bool]:
-    """Delete the history; True when it existed (``clear`` and ``store.delete``).
-
-    Deleting a history that does not exist writes nothing (no companion key either).
-    """
-    check_key(key)
-    return DELETE.plan(
-        key, [key], [], parse_result_bool, plain=lambda: _plain_bool(key, "DEL", key)
-    )
-
-
 def expire_plan(key: str, seconds: int) -> Plan[bool]:
     """Expire the history ``seconds`` from now; False (nothing written) when it does not exist."""
     check_key(key)
@@ -338,7 +312,6 @@ for _write in (
     Write("append", APPEND, lambda key: append_plan(key, _SAMPLE, ttl=60, max_messages=None)),
     Write("delete_last", DELETE_LAST, lambda key: delete_last_plan(key, 1), _prepared),
     Write("replace", REPLACE, lambda key: replace_plan(key, _SAMPLE, ttl=None), _prepared),
-    Write("delete", DELETE, delete_plan, _prepared),
     Write("expire", EXPIRE, lambda key: expire_plan(key, 1000), _prepared),
     Write("persist", EXPIRE, persist_plan, _prepared),
 ):
