@@ -21,7 +21,7 @@ from redis_chat_history import PermissionDeniedError, RedisChatStore
 from redis_chat_history.checkpoint import RedisCheckpointSaver
 from redis_chat_history.demo import ScriptedChatModel, lookup
 from redis_chat_history.slots import writers_key_of
-from tests.servers import Cluster, RedisProcess
+from tests.servers import Cluster, RedisProcess, wait_until
 from tests.test_cli import cli
 
 THREAD = {"configurable": {"thread_id": "t1"}}
@@ -180,3 +180,42 @@ def test_a_user_without_the_index_commands_is_refused_and_nothing_is_deleted(
     finally:
         admin.execute_command("ACL", "DELUSER", "chat")
         admin.close()
+
+
+def thread_ttls(client: Any) -> list[int]:
+    """The TTL of every key of thread t1 (list, data, index, archived segments)."""
+    return [
+        ttl for name, ttl in keys_of(client, KEY).items() if name != writers_key_of(KEY).encode()
+    ]
+
+
+def test_ttl_and_persist_apply_to_every_key_of_a_thread(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    store = RedisChatStore(redis_url)
+    agent, saver, messages = checkpointed(store)
+    assert len(thread_ttls(client)) >= 4 and set(thread_ttls(client)) == {-1}
+    expired = cli("--url", redis_url, "ttl", "t1", "300", "--json")
+    assert expired.returncode == 0, expired.stderr
+    assert 290 < json.loads(expired.stdout)["expires_in"] <= 300
+    assert all(290 < ttl <= 300 for ttl in thread_ttls(client))  # they expire together
+    assert store.history("t1").persist() is True
+    assert set(thread_ttls(client)) == {-1}
+    assert store.history("t1").persist() is False  # nothing left to change
+    assert asyncio.run(store.history("t1").aexpire(120)) is True
+    assert all(110 < ttl <= 120 for ttl in thread_ttls(client))
+    assert agent.get_state(THREAD).values["messages"] == messages  # the thread is intact
+    for name in keys_of(client, KEY):
+        client.pexpire(name, 1)  # as if the TTL passed: all of them go at once
+    wait_until(lambda: thread_ttls(client) == [], 10, "the thread's keys to expire")
+    assert saver.get_tuple(THREAD) is None  # a new, empty thread, not a broken one
+
+
+def test_cluster_ttl_applies_to_every_key_of_a_thread(cluster: Cluster, cluster_url: str) -> None:
+    client = cluster.client()
+    store = RedisChatStore(cluster_url)
+    checkpointed(store)
+    assert cli("--url", cluster_url, "ttl", "t1", "300").returncode == 0
+    ttls = thread_ttls(client)
+    assert len(ttls) >= 4 and all(290 < ttl <= 300 for ttl in ttls)
+    assert cli("--url", cluster_url, "ttl", "t1", "--persist").returncode == 0
+    assert set(thread_ttls(client)) == {-1}

@@ -21,6 +21,7 @@ from redis_chat_history.codec import encode_message
 from redis_chat_history.operations import (
     APPEND,
     DELETE,
+    EXPIRE,
     MAX_EXPIRE_SECONDS,
     WRITER,
     append_plan,
@@ -114,8 +115,8 @@ def test_every_write_is_a_script_with_a_writer_token_and_a_plain_twin() -> None:
     for plan in writes:
         assert plan.writes and plan.idempotent and plan.has_writer
         (command,) = plan.commands
-        # every key named (Cluster, ACL): the history (a delete: its thread's keys too)
-        named = thread_keys(KEY) if command.script is DELETE else [KEY]
+        # every key named (Cluster, ACL): the history (delete, expire: its thread's keys too)
+        named = thread_keys(KEY) if command.script in (DELETE, EXPIRE) else [KEY]
         count = len(named) + 1
         assert command.args[0] == "EVALSHA" and command.args[2] == count
         assert command.args[3 : 3 + count] == (*named, writers_key(KEY))
