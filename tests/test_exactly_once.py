@@ -198,19 +198,21 @@ def test_every_registered_write_is_recognised_after_many_other_writers(
         for command in write.prepare(history.key):
             client.execute_command(*command)
         command = write.sample(history.key).commands[0]
+        at = command.writer_at  # after the keys the script names
+        assert at is not None
         token = WriterToken("feedbeef00", 7, 300)
-        assert client.execute_command(*token.fill(command.as_eval(), 5))[0] == 1  # applied
+        assert client.execute_command(*token.fill(command.as_eval(), at))[0] == 1  # applied
         after_first = _state(client, history.key)
         for i in range(OTHER_WRITES):
             client.execute_command("LPUSH", history.key, f"other-{i}")
         expected = _state(client, history.key)
         replay = WriterToken("feedbeef00", 7, 300)
-        assert client.execute_command(*replay.fill(command.as_eval(), 5))[0] == 0  # recognised
+        assert client.execute_command(*replay.fill(command.as_eval(), at))[0] == 0  # recognised
         assert _state(client, history.key) == expected != after_first
         older = WriterToken("feedbeef00", 6, 300)  # an even older re-send of that writer
-        assert client.execute_command(*older.fill(command.as_eval(), 5))[0] == 0
+        assert client.execute_command(*older.fill(command.as_eval(), at))[0] == 0
         newer = WriterToken("feedbeef00", 8, 300)  # the writer's next write is applied
-        assert client.execute_command(*newer.fill(command.as_eval(), 5))[0] in (1, 2)
+        assert client.execute_command(*newer.fill(command.as_eval(), at))[0] in (1, 2)
     finally:
         client.close()
 

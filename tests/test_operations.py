@@ -20,6 +20,8 @@ from redis_chat_history import (
 from redis_chat_history.codec import encode_message
 from redis_chat_history.operations import (
     APPEND,
+    DELETE,
+    EXPIRE,
     MAX_EXPIRE_SECONDS,
     WRITER,
     append_plan,
@@ -35,6 +37,7 @@ from redis_chat_history.operations import (
     replace_plan,
     scan_plan,
     size_plan,
+    thread_keys,
     writers_key,
 )
 from redis_chat_history.settings import Settings
@@ -112,9 +115,12 @@ def test_every_write_is_a_script_with_a_writer_token_and_a_plain_twin() -> None:
     for plan in writes:
         assert plan.writes and plan.idempotent and plan.has_writer
         (command,) = plan.commands
-        assert command.args[0] == "EVALSHA" and command.args[2] == 2
-        assert command.args[3:5] == (KEY, writers_key(KEY))  # both keys named: Cluster, ACL
-        assert command.args[5] is WRITER
+        # every key named (Cluster, ACL): the history (delete, expire: its thread's keys too)
+        named = thread_keys(KEY) if command.script in (DELETE, EXPIRE) else [KEY]
+        count = len(named) + 1
+        assert command.args[0] == "EVALSHA" and command.args[2] == count
+        assert command.args[3 : 3 + count] == (*named, writers_key(KEY))
+        assert command.args[3 + count] is WRITER
         assert plan.plain is not None
         plain = plan.plain()
         assert plain.writes and not plain.idempotent  # plain writes are never re-sent

@@ -9,6 +9,7 @@ with a sync or an asyncio client; the plans themselves are tested without a serv
 - :mod:`.scripts`: the builder of write scripts (exactly-once prelude, named arguments,
   recorded results) and the registry of every write operation;
 - :mod:`.messages`: one history's reads and writes, and the store's listing;
+- :mod:`.sessions`: deleting and expiring a history, and the whole LangGraph thread it may be;
 - :mod:`.transfer_plans`: export, import and copy (staging lists, commits, snapshots);
 - :mod:`.turns`: turn-aligned windows (``get_messages(whole_turns=True)``, agent memory).
 
@@ -21,17 +22,12 @@ Example::
 
 from redis_chat_history.operations.messages import (
     APPEND,
-    DELETE,
     DELETE_LAST,
-    EXPIRE,
     REPLACE,
     append_plan,
     count_plan,
     delete_last_plan,
-    delete_plan,
-    expire_plan,
     expires_in_plan,
-    persist_plan,
     read_plan,
     replace_plan,
     scan_plan,
@@ -61,6 +57,14 @@ from redis_chat_history.operations.scripts import (
     plain_write,
     register,
     write_script,
+)
+from redis_chat_history.operations.sessions import (
+    DELETE,
+    EXPIRE,
+    delete_plan,
+    expire_plan,
+    persist_plan,
+    thread_keys,
 )
 from redis_chat_history.operations.transfer_plans import (
     COMMIT,
@@ -157,6 +161,7 @@ __all__ = [
     "snapshot_window_plan",
     "stage_plan",
     "staging_key",
+    "thread_keys",
     "turn_window_plan",
     "type_plan",
     "write_script",

@@ -29,7 +29,6 @@ from redis_chat_history.operations.plans import (
 )
 from redis_chat_history.operations.scripts import (
     Write,
-    parse_result_bool,
     parse_result_int,
     plain_write,
     register,
@@ -120,42 +119,6 @@ if count > 0 then
   end
 end
 return {1, count}
-""",
-)
-
-DELETE = write_script(
-    "delete",
-    keys=("history",),
-    # Replies 1 when the history existed.
-    decide="""
-local length = redis.pcall('LLEN', history)
-if failed(length) then return refused(length) end
-result, unchanged = length > 0 and '1' or '0', length == 0
-""",
-    apply="""
-redis.call('DEL', history)
-return {1, 1}
-""",
-)
-
-EXPIRE = write_script(
-    "expire",
-    keys=("history",),
-    args=("seconds",),
-    # seconds from now, or 0 to remove the expiry (PERSIST). Replies 1 when it changed.
-    decide="""
-local length = redis.pcall('LLEN', history)
-if failed(length) then return refused(length) end
-local changed = length > 0 and (seconds ~= '0' or redis.call('PTTL', history) >= 0)
-result, unchanged = changed and '1' or '0', not changed
-""",
-    apply="""
-if seconds == '0' then
-  redis.call('PERSIST', history)
-else
-  redis.call('EXPIRE', history, seconds)
-end
-return {1, 1}
 """,
 )
 
@@ -294,40 +257,6 @@ def replace_plan(key: str, encoded: Sequence[bytes], *, ttl: int | None) -> Plan
     return REPLACE.plan(key, [key], [ttl_arg, *encoded], parse_result_int, plain=plain)
 
 
-def _plain_bool(key: str, *args: Any) -> Plan[bool]:
-    return plain_write(key, [Command(args)], lambda replies: bool(replies[0]))
-
-
-def delete_plan(key: str) -> Plan[bool]:
-    """Delete the history; True when it existed (``clear`` and ``store.delete``).
-
-    Deleting a history that does not exist writes nothing (no companion key either).
-    """
-    check_key(key)
-    return DELETE.plan(
-        key, [key], [], parse_result_bool, plain=lambda: _plain_bool(key, "DEL", key)
-    )
-
-
-def expire_plan(key: str, seconds: int) -> Plan[bool]:
-    """Expire the history ``seconds`` from now; False (nothing written) when it does not exist."""
-    check_key(key)
-    check_int("seconds", seconds, minimum=1, maximum=MAX_EXPIRE_SECONDS)
-
-    def plain() -> Plan[bool]:
-        return _plain_bool(key, "EXPIRE", key, seconds)
-
-    return EXPIRE.plan(key, [key], [seconds], parse_result_bool, plain=plain)
-
-
-def persist_plan(key: str) -> Plan[bool]:
-    """Remove the expiry; False (nothing written) when there was none or no history."""
-    check_key(key)
-    return EXPIRE.plan(
-        key, [key], [0], parse_result_bool, plain=lambda: _plain_bool(key, "PERSIST", key)
-    )
-
-
 def _prepared(key: str) -> list[tuple[Any, ...]]:
     """Three messages with an expiry: a state every sample below changes."""
     return [("DEL", key), ("RPUSH", key, b"c", b"b", b"a"), ("EXPIRE", key, 600)]
@@ -338,9 +267,6 @@ for _write in (
     Write("append", APPEND, lambda key: append_plan(key, _SAMPLE, ttl=60, max_messages=None)),
     Write("delete_last", DELETE_LAST, lambda key: delete_last_plan(key, 1), _prepared),
     Write("replace", REPLACE, lambda key: replace_plan(key, _SAMPLE, ttl=None), _prepared),
-    Write("delete", DELETE, delete_plan, _prepared),
-    Write("expire", EXPIRE, lambda key: expire_plan(key, 1000), _prepared),
-    Write("persist", EXPIRE, persist_plan, _prepared),
 ):
     register(_write)
 
