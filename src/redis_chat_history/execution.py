@@ -33,22 +33,14 @@ _CLIENT_ERRORS = (*REDIS_ERRORS, OSError)
 
 
 def run(
-    provider: ClientProvider,
-    plan: Plan[T],
-    wait: ReplicaWait | None = None,
-    *,
-    node: Any = None,
+    provider: ClientProvider, plan: Plan[T], wait: ReplicaWait | None = None, *, node: Any = None
 ) -> T:
     """Run ``plan`` with the shared sync client and return its parsed reply."""
     return drive_sync(provider, call(provider, plan, wait, node))
 
 
 async def arun(
-    provider: ClientProvider,
-    plan: Plan[T],
-    wait: ReplicaWait | None = None,
-    *,
-    node: Any = None,
+    provider: ClientProvider, plan: Plan[T], wait: ReplicaWait | None = None, *, node: Any = None
 ) -> T:
     """Run ``plan`` with the event loop's asyncio client and return its parsed reply."""
     return await drive_async(provider, call(provider, plan, wait, node))
