@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from redis_chat_history import transport
@@ -32,22 +33,14 @@ _CLIENT_ERRORS = (*REDIS_ERRORS, OSError)
 
 
 def run(
-    provider: ClientProvider,
-    plan: Plan[T],
-    wait: ReplicaWait | None = None,
-    *,
-    node: Any = None,
+    provider: ClientProvider, plan: Plan[T], wait: ReplicaWait | None = None, *, node: Any = None
 ) -> T:
     """Run ``plan`` with the shared sync client and return its parsed reply."""
     return drive_sync(provider, call(provider, plan, wait, node))
 
 
 async def arun(
-    provider: ClientProvider,
-    plan: Plan[T],
-    wait: ReplicaWait | None = None,
-    *,
-    node: Any = None,
+    provider: ClientProvider, plan: Plan[T], wait: ReplicaWait | None = None, *, node: Any = None
 ) -> T:
     """Run ``plan`` with the event loop's asyncio client and return its parsed reply."""
     return await drive_async(provider, call(provider, plan, wait, node))
@@ -64,74 +57,94 @@ async def amasters(provider: ClientProvider, pattern: str) -> list[Any]:
 
 
 # ---------------------------------------------------------------------------
-# The drivers: perform each action, send back its outcome, decide nothing
+# The drivers: perform each action, send back its outcome, decide nothing.
+# One handler per action and I/O kind, in a table made once; a driver's loop is the same
+# for both kinds but for the ``await``. What a handler raises from the provider or
+# redis-py (building a client, reconnecting) is sent back as a Failed that sent nothing:
+# an exchange itself never raises an Exception (it returns a Failed, with ``sent``).
 
 
 def drive_sync(provider: ClientProvider, steps: Steps[T]) -> T:
+    """Perform the actions of ``steps`` with blocking I/O; return the call's result."""
     outcome: Any = None
-    while True:
-        try:
+    try:
+        while True:
             action = steps.send(outcome)
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
-        if type(action) is Send:
             try:
-                client = provider.sync()
+                outcome = _SYNC[type(action)](provider, action)
             except _CLIENT_ERRORS as error:
                 outcome = Failed(error, sent=False)
-                continue
-            outcome = transport.exchange_sync(
-                client, provider.is_cluster, action.commands, action.slot, action.node, action.ask
-            )
-        elif type(action) is Sleep:
-            outcome = time.sleep(action.seconds)  # type: ignore[func-returns-value]
-        elif type(action) is Reconnect:
-            outcome = None
-            try:
-                if action.to_cluster:
-                    provider.switch_to_cluster()
-                else:
-                    transport.reconnect_sync(provider.sync_if_built())
-            except _CLIENT_ERRORS as error:
-                outcome = Failed(error, sent=False)
-        else:
-            assert type(action) is ListPrimaries
-            try:
-                outcome = transport.primaries(provider.sync())
-            except _CLIENT_ERRORS as error:
-                outcome = Failed(error, sent=False)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
 
 
 async def drive_async(provider: ClientProvider, steps: Steps[T]) -> T:
+    """Perform the actions of ``steps`` on the running event loop; return the result."""
     outcome: Any = None
-    while True:
-        try:
+    try:
+        while True:
             action = steps.send(outcome)
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
-        if type(action) is Send:
             try:
-                client = await provider.async_()
+                outcome = await _ASYNC[type(action)](provider, action)
             except _CLIENT_ERRORS as error:
                 outcome = Failed(error, sent=False)
-                continue
-            outcome = await transport.exchange_async(
-                client, provider.is_cluster, action.commands, action.slot, action.node, action.ask
-            )
-        elif type(action) is Sleep:
-            outcome = await asyncio.sleep(action.seconds)  # type: ignore[func-returns-value]
-        elif type(action) is Reconnect:
-            outcome = None
-            try:
-                if action.to_cluster:
-                    provider.switch_to_cluster()
-                else:
-                    await transport.reconnect_async(await provider.async_())
-            except _CLIENT_ERRORS as error:
-                outcome = Failed(error, sent=False)
-        else:
-            assert type(action) is ListPrimaries
-            try:
-                outcome = transport.primaries(await provider.async_())
-            except _CLIENT_ERRORS as error:
-                outcome = Failed(error, sent=False)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
+def _send(provider: ClientProvider, send: Send) -> list[Any] | Failed:
+    client = provider.sync()
+    return transport.exchange_sync(
+        client, provider.is_cluster, send.commands, send.slot, send.node, send.ask
+    )
+
+
+async def _asend(provider: ClientProvider, send: Send) -> list[Any] | Failed:
+    client = await provider.async_()
+    return await transport.exchange_async(
+        client, provider.is_cluster, send.commands, send.slot, send.node, send.ask
+    )
+
+
+def _sleep(provider: ClientProvider, sleep: Sleep) -> None:
+    time.sleep(sleep.seconds)
+
+
+async def _asleep(provider: ClientProvider, sleep: Sleep) -> None:
+    await asyncio.sleep(sleep.seconds)
+
+
+def _reconnect(provider: ClientProvider, reconnect: Reconnect) -> None:
+    if reconnect.to_cluster:
+        provider.switch_to_cluster()
+    else:
+        transport.reconnect_sync(provider.sync_if_built())
+
+
+async def _areconnect(provider: ClientProvider, reconnect: Reconnect) -> None:
+    if reconnect.to_cluster:
+        provider.switch_to_cluster()
+    else:
+        await transport.reconnect_async(await provider.async_())
+
+
+def _primaries(provider: ClientProvider, action: ListPrimaries) -> list[Any]:
+    return transport.primaries(provider.sync())
+
+
+async def _aprimaries(provider: ClientProvider, action: ListPrimaries) -> list[Any]:
+    return transport.primaries(await provider.async_())
+
+
+_SYNC: dict[type, Callable[[ClientProvider, Any], Any]] = {
+    Send: _send,
+    Sleep: _sleep,
+    Reconnect: _reconnect,
+    ListPrimaries: _primaries,
+}
+_ASYNC: dict[type, Callable[[ClientProvider, Any], Awaitable[Any]]] = {
+    Send: _asend,
+    Sleep: _asleep,
+    Reconnect: _areconnect,
+    ListPrimaries: _aprimaries,
+}

@@ -14,6 +14,7 @@ recognised by their redis-py type; by their text only where redis-py has no type
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import redis
@@ -26,6 +27,7 @@ from redis import exceptions as redis_errors
 from redis._parsers import BaseParser
 
 SyncClient = redis.Redis | redis.cluster.RedisCluster
+Commands = list[tuple[Any, ...]]
 AsyncClient = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
 
 #: What redis-py raises (RedisClusterException is not a RedisError subclass).
@@ -134,38 +136,39 @@ def is_no_permission(error: BaseException) -> bool:
 # Sending: one packed write, one read per command
 
 
-def _pack(connection: Any, commands: list[tuple[Any, ...]]) -> Any:
+def _pack(connection: Any, commands: Commands) -> Any:
     # redis-py 6.2, 8.1: Connection.pack_command / pack_commands (sync and asyncio alike)
     if len(commands) == 1:
         return connection.pack_command(*commands[0])
     return connection.pack_commands(commands)
 
 
-def _pool_sync(client: SyncClient, cluster: bool, slot: int | None, node: Any, ask: Any) -> Any:
-    # provider.is_cluster, not isinstance: RedisCluster's Protocol metaclass costs ~0.6 µs
-    if not cluster:
-        return client.connection_pool  # type: ignore[union-attr]
-    assert isinstance(client, redis.cluster.RedisCluster)
-    # redis-py 6.2, 8.1: get_node(host=, port=), nodes_manager.get_node_from_slot(slot),
-    # ClusterNode.redis_connection.connection_pool
+def _node(client: Any, slot: int | None, node: Any, ask: Any) -> Any:
+    """The Cluster node a request goes to: ``node``, else ``ask``'s, else ``slot``'s."""
+    # redis-py 6.2, 8.1 (sync and asyncio RedisCluster): get_node(host=, port=),
+    # nodes_manager.get_node_from_slot(slot)
     if ask is not None:
-        node = client.get_node(host=ask[0], port=ask[1])
-    elif node is None:
-        node = client.nodes_manager.get_node_from_slot(slot)  # type: ignore[arg-type]
-    return node.redis_connection.connection_pool
+        return client.get_node(host=ask[0], port=ask[1])
+    if node is None:
+        return client.nodes_manager.get_node_from_slot(slot)
+    return node
 
 
 def exchange_sync(
-    client: SyncClient,
-    cluster: bool,
-    commands: list[tuple[Any, ...]],
-    slot: int | None,
-    node: Any,
-    ask: Any,
+    client: SyncClient, cluster: bool, commands: Commands, slot: int | None, node: Any, ask: Any
 ) -> list[Any] | Failed:
-    """Send ``commands`` in one write and read one reply each (error replies as values)."""
+    """Send ``commands`` in one write and read one reply each (error replies as values).
+
+    Raises no Exception: every failure is returned as a Failed that tells whether the
+    request may have been sent (the drivers count on it).
+    """
     try:
-        pool = _pool_sync(client, cluster, slot, node, ask)
+        # provider.is_cluster, not isinstance: RedisCluster's Protocol metaclass costs ~0.6 µs
+        if cluster:
+            # redis-py 6.2, 8.1: ClusterNode.redis_connection.connection_pool
+            pool = _node(client, slot, node, ask).redis_connection.connection_pool
+        else:
+            pool = client.connection_pool  # type: ignore[union-attr]
         connection = pool.get_connection()
     except Exception as error:
         return Failed(error, sent=False)
@@ -185,7 +188,9 @@ def exchange_sync(
                 replies.append(refused)
         return replies
     except BaseException as error:
-        connection.disconnect()  # a reply may still be on its way: never reuse this socket
+        # a reply may still be on its way: never reuse this socket
+        # redis-py 6.2, 8.1: the sync disconnect() and release() swallow socket errors
+        connection.disconnect()
         if isinstance(error, Exception):
             return Failed(error, sent)
         raise
@@ -194,24 +199,15 @@ def exchange_sync(
 
 
 async def exchange_async(
-    client: AsyncClient,
-    cluster: bool,
-    commands: list[tuple[Any, ...]],
-    slot: int | None,
-    node: Any,
-    ask: Any,
+    client: AsyncClient, cluster: bool, commands: Commands, slot: int | None, node: Any, ask: Any
 ) -> list[Any] | Failed:
-    """Async :func:`exchange_sync`."""
+    """Async :func:`exchange_sync` (it raises no Exception either)."""
     pool: Any = None
     try:
         if cluster:
-            assert isinstance(client, redis.asyncio.cluster.RedisCluster)
             # redis-py 6.2, 8.1: asyncio ClusterNode.acquire_connection() / release(c);
             # acquire raises MaxConnectionsError at once when the node's pool is full
-            if ask is not None:
-                node = client.get_node(host=ask[0], port=ask[1])
-            elif node is None:
-                node = client.nodes_manager.get_node_from_slot(slot)  # type: ignore[arg-type]
+            node = _node(client, slot, node, ask)
             connection = node.acquire_connection()
         else:
             pool = client.connection_pool  # type: ignore[union-attr]
@@ -232,15 +228,27 @@ async def exchange_async(
                 replies.append(refused)
         return replies
     except BaseException as error:
-        await connection.disconnect()
+        await _drop(connection)
         if isinstance(error, Exception):
             return Failed(error, sent)
         raise
     finally:
-        if pool is None:
-            node.release(connection)
-        else:
-            await pool.release(connection)
+        # redis-py 8.1: the asyncio pool's release() disconnects a connection a maintenance
+        # notification marked, which may raise as _drop says: the outcome above stands
+        try:  # not contextlib.suppress: no object more per call
+            if pool is None:
+                node.release(connection)
+            else:
+                await pool.release(connection)
+        except Exception:
+            pass
+
+
+async def _drop(connection: Any) -> None:
+    # redis-py 6.2, 8.1: the asyncio disconnect() raises TimeoutError when closing takes
+    # longer than socket_connect_timeout; the socket is dropped all the same
+    with contextlib.suppress(Exception):
+        await connection.disconnect()
 
 
 # ---------------------------------------------------------------------------
