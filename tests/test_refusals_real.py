@@ -72,14 +72,14 @@ def assert_next_write_is_scripted(
 ) -> None:
     """The write of ``text`` ran as the write script: counted EVALSHA/EVAL, bookkeeping."""
     provider = history._provider
-    assert not provider.scripts_refused and provider.plain_until == 0
+    assert not provider.plain_now() and provider.plain_until == 0
     companion = writers_key(history.key)
     admin.delete(companion)
     before = script_calls(admin)
     write(history, text, mode)
     assert script_calls(admin) - before >= 1  # the plain twin sends LPUSH, LTRIM, EXPIRE
     assert admin.exists(companion) == 1  # only the script writes it
-    assert not provider.scripts_refused
+    assert not provider.plain_now()
 
 
 def fill_until_refused(admin: redis.Redis) -> int:
@@ -116,7 +116,7 @@ def test_oom_raises_its_error_and_the_next_write_after_memory_is_freed_is_script
         with pytest.raises(OutOfMemoryError, match=r"out of memory.*'message_store:oom'"):
             write(history, "refused", mode)
         assert script_calls(admin) - before == 1  # sent once, as the script, not retried
-        assert not history._provider.scripts_refused  # still exactly-once writes
+        assert not history._provider.plain_now()  # still exactly-once writes
         assert contents(history) == ["before"]
         admin.config_set("maxmemory", 0)  # memory is free again
         assert_next_write_is_scripted(history, admin, "after", mode)
@@ -141,7 +141,7 @@ def test_noreplicas_raises_its_error_and_the_next_write_is_scripted(
         with pytest.raises(NotEnoughReplicasError, match=r"min-replicas-to-write.*'message_store"):
             write(history, "refused", mode)
         assert script_calls(admin) - before == 1
-        assert not history._provider.scripts_refused
+        assert not history._provider.plain_now()
         assert contents(history) == ["before"]
         admin.config_set("min-replicas-to-write", 0)
         assert_next_write_is_scripted(history, admin, "after", mode)
@@ -214,7 +214,7 @@ def test_readonly_is_retried_with_scripts_and_raised_while_the_endpoint_stays_a_
     assert "'message_store:failover'" in str(raised.value)
     # every try (the first and 3 re-sends) went to the endpoint as the script
     assert failover.stale_sends() == 4
-    assert not history._provider.scripts_refused
+    assert not history._provider.plain_now()
     failover.proxy.upstream_port = failover.new.port  # the endpoint follows the failover
     assert_next_write_is_scripted(history, failover.new_admin, "after", "sync")
     assert contents(history) == ["before", "after"]
@@ -243,7 +243,7 @@ def test_readonly_write_is_stored_once_when_the_endpoint_moves_to_the_new_master
     write(history, "during", mode)  # refused by the stale master, then re-sent to the new one
     mover.join(10)
     assert moved.is_set() and failover.stale_sends() >= 1
-    assert not history._provider.scripts_refused
+    assert not history._provider.plain_now()
     assert contents(history) == ["before", "during"]
     assert failover.new_admin.hlen(writers_key(history.key)) >= 1  # the script recorded it
     assert_next_write_is_scripted(history, failover.new_admin, "after", mode)
