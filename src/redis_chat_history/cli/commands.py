@@ -38,6 +38,7 @@ from redis_chat_history.codec import message_payload
 from redis_chat_history.errors import InvalidURLError
 from redis_chat_history.export_format import ExportWriter
 from redis_chat_history.store import RedisChatStore
+from redis_chat_history.transfer import TransferResult
 
 #: Top-level modules the demo needs beyond the cli extra, and the extra that brings them.
 _DEMO_EXTRAS = {"langchain": "agents", "langgraph": "agents"}
@@ -49,6 +50,9 @@ Sessions = Annotated[
 SkipCorrupt = Annotated[
     bool,
     typer.Option("--skip-corrupt", help="Skip stored elements that are not messages (counted)."),
+]
+Match = Annotated[
+    str | None, typer.Option(metavar="PREFIX", help="Only session ids starting with PREFIX.")
 ]
 Overwrite = Annotated[
     bool, typer.Option("--overwrite", help="Replace sessions that already hold messages.")
@@ -103,9 +107,7 @@ def demo(
 @command()
 def sessions(
     ctx: typer.Context,
-    match: Annotated[
-        str | None, typer.Option(metavar="PREFIX", help="Only session ids starting with PREFIX.")
-    ] = None,
+    match: Match = None,
     as_json: Annotated[bool, typer.Option("--json", help="A JSON array.")] = False,
 ) -> None:
     """List session ids, sorted (SCAN, never KEYS)."""
@@ -215,9 +217,14 @@ def import_(
         )
     for warning in result.warnings:
         err.print(f"warning: {escape(warning)}", style="yellow")
+    _report("imported", result, timer, as_json)
+
+
+def _report(verb: str, result: TransferResult, timer: Timer, as_json: bool) -> None:
+    """The data on stdout with --json, the one-line summary on stderr."""
     if as_json:
         print_json(transfer_json(result))
-    err.print(transfer_summary("imported", result, timer))
+    err.print(transfer_summary(verb, result, timer))
 
 
 @command()
@@ -245,9 +252,7 @@ def copy(
     timer = Timer()
     with progress("copy", len(chosen)) as update:
         result = store.copy_to(target, chosen, overwrite=overwrite, progress=update)
-    if as_json:
-        print_json(transfer_json(result))
-    err.print(transfer_summary("copied", result, timer))
+    _report("copied", result, timer, as_json)
 
 
 @command()
@@ -306,9 +311,7 @@ def ttl(
 @command()
 def stats(
     ctx: typer.Context,
-    match: Annotated[
-        str | None, typer.Option(metavar="PREFIX", help="Only session ids starting with PREFIX.")
-    ] = None,
+    match: Match = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Count sessions, messages and the Redis memory they use."""
