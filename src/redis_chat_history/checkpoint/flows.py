@@ -267,11 +267,12 @@ def put(
     for attempt in range(STALE_RETRIES):
         tip = ctx.tips.get(keys.history)
         write = plan_messages(tip, messages) if messages is not None else None
+        rewrites = ctx.tips.rewrites(keys.history, write)
         if (
             write is not None
             and write.mode == "k"
             and "messages" not in new_versions
-            and not ctx.tips.rewrites(keys.history, write)
+            and not rewrites
         ):
             write = None  # the list already holds them and nothing refers to it
         blobs, messages_field = [], ""
@@ -283,7 +284,6 @@ def put(
                 blobs.append((name, pack(ctx.serde.dumps_typed(values[channel]))))
             else:
                 blobs.append((name, pack(EMPTY)))
-        rewrites = ctx.tips.rewrites(keys.history, write)
         plan = steps.put_plan(
             keys,
             ns=ns,
@@ -299,7 +299,9 @@ def put(
             blobs=blobs,
             messages=write,
             messages_field=messages_field,
-            new_segment=new_run_id(),
+            # only a replaced list needs a segment id (os.urandom: a syscall, which hands
+            # the GIL to the graph's thread while this runs in LangGraph's background one)
+            new_segment=new_run_id() if write is not None and write.mode == "r" else "",
             rewrites=rewrites,
         )
         reply = yield Run(plan)
