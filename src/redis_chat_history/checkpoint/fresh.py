@@ -1,0 +1,146 @@
+"""Reading a thread's conversation without receiving it again.
+
+The saver's tip of a thread (:class:`~.messages.Tip`) says what its history list holds.
+A read sends the tip's segment id and length; when the list is still that segment and
+that long, the script sends the count of the messages the checkpoint needs instead of
+the messages (``ReadReply.unsent``). They are then made from a private copy, decoded
+once per element from the tip's encoded elements (:class:`Decoded`): each read gets
+new objects, deep copies of those, as decoding the elements again would give (what a
+node or the application changes in a state it was given never reaches another read).
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
+
+from langchain_core.messages import BaseMessage
+
+from redis_chat_history.checkpoint.messages import TIP_THREADS, Tip
+from redis_chat_history.checkpoint.steps import ThreadKeys
+from redis_chat_history.checkpoint.values import Segments, broken
+from redis_chat_history.codec import decode_newest_first
+
+_ATOMS = frozenset({str, int, float, bool, type(None)})
+_set = object.__setattr__
+
+
+def _data(value: Any) -> Any:
+    """A deep copy of decoded JSON data (dicts, lists, atoms); anything else deep-copied."""
+    kind = type(value)
+    if kind in _ATOMS:
+        return value
+    if kind is dict:
+        return _fields(value)
+    if kind is list:
+        return [item if type(item) in _ATOMS else _data(item) for item in value]
+    return copy.deepcopy(value)
+
+
+def _fields(source: dict[str, Any]) -> dict[str, Any]:
+    copied = {}
+    for name, value in source.items():
+        kind = type(value)
+        if kind in _ATOMS:
+            copied[name] = value
+        elif not value and (kind is dict or kind is list):
+            copied[name] = kind()
+        else:
+            copied[name] = _data(value)
+    return copied
+
+
+def fresh_copy(message: BaseMessage) -> BaseMessage:
+    """A new message equal to ``message``, sharing nothing mutable with it (what
+    pydantic's ``__copy__`` does, with the field values copied deeply)."""
+    kind = type(message)
+    copied = kind.__new__(kind)
+    _set(copied, "__dict__", _fields(message.__dict__))
+    extra = message.__pydantic_extra__
+    _set(copied, "__pydantic_extra__", None if extra is None else _fields(extra))
+    _set(copied, "__pydantic_fields_set__", set(message.__pydantic_fields_set__))
+    private = getattr(message, "__pydantic_private__", None)
+    _set(copied, "__pydantic_private__", None if private is None else _fields(private))
+    return copied
+
+
+class Decoded:
+    """Per thread, the tip's elements decoded once (never handed out: only copies are).
+
+    Kept valid by identity: entry ``i`` is used while the tip's element ``i`` is the
+    same bytes object it was decoded from (a tip read again from Redis, or another
+    segment, is decoded again).
+    """
+
+    def __init__(self, size: int = TIP_THREADS) -> None:
+        self._size = size
+        self._lock = threading.Lock()
+        self._threads: OrderedDict[str, tuple[list[bytes], list[BaseMessage]]] = OrderedDict()
+
+    def messages(self, history: str, tip: Tip, count: int) -> list[BaseMessage]:
+        """Fresh copies of the oldest ``count`` messages of ``tip``."""
+        with self._lock:
+            encoded, objects = self._threads.pop(history, ([], []))
+        same = 0
+        limit = min(len(encoded), len(tip.encoded), count)
+        while same < limit and encoded[same] is tip.encoded[same]:
+            same += 1
+        if same < count:
+            wanted = tip.encoded[same:count]
+            objects = objects[:same] + decode_newest_first(wanted[::-1], key=history)
+            encoded = encoded[:same] + wanted
+        with self._lock:
+            self._threads[history] = (encoded, objects)
+            while len(self._threads) > self._size:
+                self._threads.popitem(last=False)
+        return [fresh_copy(message) for message in objects[:count]]
+
+    def forget(self, history: str) -> None:
+        with self._lock:
+            self._threads.pop(history, None)
+
+
+class HeldSegments(Segments):
+    """:class:`Segments` of a reply that left out the main segment the saver holds."""
+
+    def __init__(
+        self,
+        keys: ThreadKeys,
+        raw: dict[str, list[bytes]],
+        unsent: dict[str, int],
+        tip: Tip,
+        decoded: Decoded,
+    ) -> None:
+        super().__init__(keys, raw)
+        self._unsent = unsent
+        self._tip = tip
+        self._held: Decoded = decoded
+        self._copies: dict[str, list[Any]] = {}
+
+    def oldest(self, segment: str, count: int) -> list[Any]:
+        if segment not in self._unsent or count == 0:
+            return super().oldest(segment, count)
+        if segment != self._tip.segment or count > len(self._tip.encoded):
+            raise broken(self._keys, "", f"segment {segment}: {count} messages not sent")
+        copies = self._copies.get(segment)
+        if copies is None:  # one copy per reply, as one decoding is shared by its values
+            needed = max(self._unsent[segment], count)
+            copies = self._held.messages(self._keys.history, self._tip, needed)
+            self._copies[segment] = copies
+        return copies[:count]
+
+    def raw_oldest(self, segment: str, count: int) -> list[bytes]:
+        if segment in self._unsent and segment == self._tip.segment:
+            return list(self._tip.encoded[:count])
+        return super().raw_oldest(segment, count)
+
+
+def held(tip: Tip) -> tuple[str, int] | None:
+    """What a read tells the script the saver holds (None: nothing worth skipping)."""
+    return (tip.segment, len(tip.encoded)) if tip.encoded else None
+
+
+__all__: Sequence[str] = ("Decoded", "HeldSegments", "fresh_copy", "held")
