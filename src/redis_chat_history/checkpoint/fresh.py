@@ -19,11 +19,14 @@ from typing import Any
 
 from langchain_core.messages import BaseMessage
 
-from redis_chat_history.checkpoint.messages import TIP_THREADS, Tip
+from redis_chat_history.checkpoint.messages import Tip
 from redis_chat_history.checkpoint.steps import ThreadKeys
 from redis_chat_history.checkpoint.values import Segments, broken
 from redis_chat_history.codec import decode_newest_first
 
+#: Threads whose decoded messages one saver keeps (a thread beyond is decoded per read,
+#: as before: objects take several times the bytes of the elements the tips keep).
+DECODED_THREADS = 32
 _ATOMS = frozenset({str, int, float, bool, type(None)})
 _set = object.__setattr__
 
@@ -75,7 +78,7 @@ class Decoded:
     segment, is decoded again).
     """
 
-    def __init__(self, size: int = TIP_THREADS) -> None:
+    def __init__(self, size: int = DECODED_THREADS) -> None:
         self._size = size
         self._lock = threading.Lock()
         self._threads: OrderedDict[str, tuple[list[bytes], list[BaseMessage]]] = OrderedDict()
