@@ -15,7 +15,7 @@ from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 
 from redis_chat_history.checkpoint import RedisCheckpointSaver, steps
 from redis_chat_history.checkpoint.flows import Run
-from redis_chat_history.checkpoint.fresh import fresh_copy
+from redis_chat_history.checkpoint.fresh import fresh_copy, recipe, remade
 from redis_chat_history.checkpoint.steps import ThreadKeys
 from redis_chat_history.codec import decode_element, encode_message
 from tests.test_checkpoint_faults import put_turn
@@ -102,3 +102,38 @@ def test_a_fresh_copy_equals_the_decoded_message_and_shares_nothing() -> None:
         for name, value in decoded.__dict__.items():
             if isinstance(value, (dict, list)) and value:
                 assert copied.__dict__[name] is not value, name
+
+
+def test_a_remade_message_equals_the_decoded_one_and_what_json_would_change_is_copied() -> None:
+    for message in conversation(1):
+        decoded = decode_element(encode_message(message))
+        made = recipe(decoded)
+        assert made is not None, message
+        again = remade(type(decoded), made)
+        assert again == decoded and encode_message(again) == encode_message(decoded)
+        assert again.__dict__ is not decoded.__dict__
+        assert remade(type(decoded), made).__dict__ is not again.__dict__
+    odd = [
+        AIMessage("nan", id="n", response_metadata={"score": float("nan")}),
+        AIMessage("inf", id="i", response_metadata={"score": float("inf")}),
+        AIMessage("big", id="b", additional_kwargs={"n": 2**70}),
+        HumanMessage("lone \ud800 surrogate", id="s"),
+    ]
+    for message in odd:
+        decoded = decode_element(encode_message(message))
+        assert recipe(decoded) is None, message  # a round trip through orjson would change it
+        assert encode_message(fresh_copy(decoded)) == encode_message(message)
+
+
+def test_held_reads_of_what_json_would_change_are_exact(redis_url: str) -> None:
+    saver = RedisCheckpointSaver(redis_url)
+    messages: list[Any] = [
+        HumanMessage("lone \ud800 surrogate", id="s"),
+        AIMessage("big", id="b", additional_kwargs={"n": 2**70}, response_metadata={"x": 1.0}),
+        AIMessage("inf", id="i", response_metadata={"score": float("inf")}),
+    ]
+    put_turn(saver, "t", None, messages)
+    for _ in range(2):  # decoded once (the first read), copied after
+        assert [encode_message(m) for m in stored(saver)] == [encode_message(m) for m in messages]
+    assert type(stored(saver)[1].additional_kwargs["n"]) is int
+    assert type(stored(saver)[1].response_metadata["x"]) is float
