@@ -5,8 +5,10 @@ A scripted conversation (the deterministic ``ScriptedChatModel``; each question 
 runs through ``create_agent`` once per saver and variant. After the turns in
 ``sample_turns`` the saver's storage is measured; saver time (``get_tuple``, ``put``,
 ``put_writes``, ``list``, ``get_delta_channel_history``, summed over every call, the
-background thread's included) is kept per turn; at each reported turn ``get_state`` is
-timed (median of 5). The 20- and 50-turn figures are read off the same conversation as
+background thread's included) is kept per turn, with the CPU time of the same calls
+(``time.thread_time``: the wall time less what the calling thread waited for, the server's
+reply or the GIL, which LangGraph's own thread holds while a background ``put`` waits) and
+the turn's wall time (``invoke``); at each reported turn ``get_state`` is timed (median of 5). The 20- and 50-turn figures are read off the same conversation as
 the 200-turn ones: the state after turn 20 is what a 20-turn thread holds.
 
 Storage, by kind of saver (the table says which):
@@ -131,6 +133,9 @@ class Contender:
         self.saver = saver
         self.measure = measure
         self.spent = 0.0
+        #: CPU time of the calling thread inside the same calls (time.thread_time): the
+        #: wall time less the waits, for the server's reply and for the GIL
+        self.cpu = 0.0
         self._lock = threading.Lock()
         for name in TIMED:
             if hasattr(saver, name):
@@ -139,14 +144,17 @@ class Contender:
     def _timed(self, method: Callable[..., Any]) -> Callable[..., Any]:
         def timed(*args: Any, **kwargs: Any) -> Any:
             started = time.perf_counter()
+            started_cpu = time.thread_time()
             try:
                 result = method(*args, **kwargs)
                 if hasattr(result, "__next__"):  # list(): the time to walk it counts
                     result = iter(list(result))
                 return result
             finally:
+                cpu = time.thread_time() - started_cpu
                 with self._lock:
                     self.spent += time.perf_counter() - started
+                    self.cpu += cpu
 
         return timed
 
@@ -241,6 +249,8 @@ class Series:
 
     stored: dict[int, int] = field(default_factory=dict)  # turn -> bytes after it
     saver_seconds: list[float] = field(default_factory=list)  # per turn
+    saver_cpu_seconds: list[float] = field(default_factory=list)  # per turn
+    turn_seconds: list[float] = field(default_factory=list)  # per turn: invoke, wall
     get_state_seconds: dict[int, float] = field(default_factory=dict)  # turn -> median
     messages_once: dict[int, int] = field(default_factory=dict)  # turn -> bytes
 
@@ -268,9 +278,12 @@ def converse(
     samples = sample_turns(turns, report)
     series = Series()
     for turn in range(1, turns + 1):
-        before = contender.spent
+        before, before_cpu = contender.spent, contender.cpu
+        started = time.perf_counter()
         agent.invoke({"messages": [HumanMessage(question(turn, tools))]}, config)
+        series.turn_seconds.append(time.perf_counter() - started)
         series.saver_seconds.append(contender.spent - before)
+        series.saver_cpu_seconds.append(contender.cpu - before_cpu)
         # The model keeps every request (its bound copy too): its repr, which LangChain's
         # callbacks take at each call, would grow with the square of the turns.
         model.requests.clear()

@@ -95,11 +95,13 @@ def added(series: Series | None, turn: int, window: int = 1) -> float:
     return (series.stored[turn] - series.stored[turn - window]) / window
 
 
-def saver_time(series: Series | None, turn: int) -> float:
-    """Median saver time per turn over the 5 turns ending at ``turn``."""
-    if series is None or len(series.saver_seconds) < turn:
+def saver_time(series: Series | None, turn: int, kind: str = "saver_seconds") -> float:
+    """Median saver time per turn over the 5 turns ending at ``turn`` (``kind``:
+    ``saver_cpu_seconds`` for its CPU time, ``turn_seconds`` for the whole turn's)."""
+    per_turn: list[float] = getattr(series, kind, []) if series else []
+    if len(per_turn) < turn:
         return math.nan
-    return median(series.saver_seconds[max(0, turn - 5) : turn])
+    return median(per_turn[max(0, turn - 5) : turn])
 
 
 def get_state_time(series: Series | None, turn: int) -> float:
@@ -145,8 +147,8 @@ def _ms(value: float) -> str:
 
 def table(result: Checkpointers) -> str:
     lines = [
-        "| conversation | checkpointer | storage (measured as) | × messages once | bytes added by the last turn | saver time per turn | get_state |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| conversation | checkpointer | storage (measured as) | × messages once | bytes added by the last turn | saver time per turn | saver CPU per turn | turn time | get_state |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]  # fmt: skip
     for variant, title in VARIANTS:
         for turn in result.report:
@@ -159,6 +161,8 @@ def table(result: Checkpointers) -> str:
                 lines.append(
                     f"| {turn} turns, {title} | {label} | {_size(stored(series, turn))} ({kind}) "
                     f"| ×{times:,.1f} | {_size(added(series, turn))} | {_ms(saver_time(series, turn))} "
+                    f"| {_ms(saver_time(series, turn, 'saver_cpu_seconds'))} "
+                    f"| {_ms(saver_time(series, turn, 'turn_seconds'))} "
                     f"| {_ms(get_state_time(series, turn))} |"
                 )
     last = max(result.report)

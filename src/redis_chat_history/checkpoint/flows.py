@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Generator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
@@ -26,6 +26,7 @@ from langgraph.checkpoint.base import (
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
 from redis_chat_history.checkpoint import steps, upkeep
+from redis_chat_history.checkpoint.fresh import Decoded, HeldSegments, held
 from redis_chat_history.checkpoint.messages import Tip, Tips, plan_messages, storable, tip_from_list
 from redis_chat_history.checkpoint.steps import EMPTY, ThreadKeys, blob_field, pack
 from redis_chat_history.checkpoint.values import (
@@ -78,6 +79,8 @@ class Context:
     history: bool
     #: The history key of a thread id (the store's: it refuses ids that name a companion key).
     history_key: Callable[[str], str]
+    #: The tips' messages, decoded once: a read that the script spares them copies these.
+    decoded: Decoded = field(default_factory=Decoded)
 
     def keys(self, thread_id: str) -> ThreadKeys:
         return ThreadKeys(str(thread_id), self.history_key(str(thread_id)))
@@ -93,11 +96,19 @@ def where(config: RunnableConfig) -> tuple[str, str, str]:
 
 
 def _tuples(
-    ctx: Context, keys: ThreadKeys, ns: str, reply: steps.ReadReply, wanted: str
+    ctx: Context,
+    keys: ThreadKeys,
+    ns: str,
+    reply: steps.ReadReply,
+    wanted: str,
+    tip: Tip | None = None,
 ) -> list[CheckpointTuple]:
     if reply.broken is not None:
         raise broken(keys, wanted, reply.broken)
-    segments = Segments(keys, reply.segments)
+    if reply.unsent and tip is not None:
+        segments: Segments = HeldSegments(keys, reply.segments, reply.unsent, tip, ctx.decoded)
+    else:
+        segments = Segments(keys, reply.segments)
     found = []
     for record in reply.records:
         item = checkpoint_tuple(ctx.serde, keys, ns, record, segments)
@@ -115,8 +126,11 @@ def get_tuple(ctx: Context, config: RunnableConfig) -> Flow:
     thread_id, ns, checkpoint_id = where(config)
     keys = ctx.keys(thread_id)
     ids = [checkpoint_id] if checkpoint_id else []
-    reply = yield Run(steps.read_plan(keys, ns, ids, ttl=ctx.read_ttl))
-    found = _tuples(ctx, keys, ns, reply, checkpoint_id)
+    # the history list this saver holds is not sent again (one round trip either way)
+    tip = ctx.tips.get(keys.history) if ns == "" and ctx.history else None
+    known = held(tip) if tip is not None else None
+    reply = yield Run(steps.read_plan(keys, ns, ids, ttl=ctx.read_ttl, known=known))
+    found = _tuples(ctx, keys, ns, reply, checkpoint_id, tip)
     if not found and ns == "" and not checkpoint_id and reply.length and ctx.history:
         yield from _adopt(ctx, thread_id, keys)
         reply = yield Run(steps.read_plan(keys, ns, ids, ttl=ctx.read_ttl))
@@ -267,11 +281,12 @@ def put(
     for attempt in range(STALE_RETRIES):
         tip = ctx.tips.get(keys.history)
         write = plan_messages(tip, messages) if messages is not None else None
+        rewrites = ctx.tips.rewrites(keys.history, write)
         if (
             write is not None
             and write.mode == "k"
             and "messages" not in new_versions
-            and not ctx.tips.rewrites(keys.history, write)
+            and not rewrites
         ):
             write = None  # the list already holds them and nothing refers to it
         blobs, messages_field = [], ""
@@ -283,7 +298,6 @@ def put(
                 blobs.append((name, pack(ctx.serde.dumps_typed(values[channel]))))
             else:
                 blobs.append((name, pack(EMPTY)))
-        rewrites = ctx.tips.rewrites(keys.history, write)
         plan = steps.put_plan(
             keys,
             ns=ns,
@@ -299,7 +313,9 @@ def put(
             blobs=blobs,
             messages=write,
             messages_field=messages_field,
-            new_segment=new_run_id(),
+            # only a replaced list needs a segment id (os.urandom: a syscall, which hands
+            # the GIL to the graph's thread while this runs in LangGraph's background one)
+            new_segment=new_run_id() if write is not None and write.mode == "r" else "",
             rewrites=rewrites,
         )
         reply = yield Run(plan)

@@ -207,6 +207,8 @@ return changed
 # Reading: checkpoint records with their blobs and writes, and the message segments they
 # reference (each segment read once, as far as the longest reference needs).
 _READ_RECORDS = """
+-- the main segment the reader holds (READ: its id and length): not sent again
+local known_seg, known_len = nil, -1
 local function read_records(ns, ids, only)
   local records, longest = {}, {}
   local function need(seg, n) if n > (longest[seg] or 0) then longest[seg] = n end end
@@ -252,7 +254,11 @@ local function read_records(ns, ids, only)
       return nil, 'segment ' .. seg .. ' holds ' .. length .. ' messages, a checkpoint needs ' .. n
     end
     segments[#segments + 1] = seg
-    segments[#segments + 1] = redis.call('LRANGE', key, -n, -1)
+    if seg == known_seg and key == KEYS[1] and length == known_len then
+      segments[#segments + 1] = n  -- the reader holds these: their count, not them
+    else
+      segments[#segments + 1] = redis.call('LRANGE', key, -n, -1)
+    end
   end
   return records, segments
 end
@@ -265,15 +271,18 @@ local function latest(ns)
 end
 """
 
-#: Reads checkpoints: ARGV 1 ns, 2 ttl to refresh (0: none), 3.. ids ('' alone: the
-#: latest). Replies {1, main seg, main length, records, segments} or {-1, what broke};
-#: a record is {id, record, parent, blobs as channel/value pairs, writes field}.
+#: Reads checkpoints: ARGV 1 ns, 2 ttl to refresh (0: none), 3 the main segment id the
+#: reader holds ('' none), 4 its length, 5.. ids ('' alone: the latest). Replies {1, main
+#: seg, main length, records, segments} or {-1, what broke}; a record is {id, record,
+#: parent, blobs as channel/value pairs, writes field}; a segment the reader holds (the
+#: main one, still that long) comes as its count instead of its elements.
 READ = script(
     "read",
     _READ_RECORDS
     + """
 local ids = {}
-if ARGV[3] == '' then
+if ARGV[3] ~= '' then known_seg, known_len = ARGV[3], tonumber(ARGV[4]) end
+if ARGV[5] == '' then
   local id = latest(ARGV[1])
   if not id then
     if redis.call('EXISTS', KEYS[3]) == 0 and redis.call('HLEN', KEYS[2]) > 1 then
@@ -283,7 +292,7 @@ if ARGV[3] == '' then
   end
   ids[1] = id
 else
-  for at = 3, #ARGV do ids[#ids + 1] = ARGV[at] end
+  for at = 5, #ARGV do ids[#ids + 1] = ARGV[at] end
 end
 local records, segments = read_records(ARGV[1], ids, nil)
 if not records then return {-1, segments} end

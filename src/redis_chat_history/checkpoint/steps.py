@@ -14,6 +14,7 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -276,6 +277,8 @@ class ReadReply:
     segment: str = ""
     length: int = 0
     broken: str | None = None
+    #: Segments the reader said it holds, not sent: id -> the count the records need.
+    unsent: dict[str, int] = dataclasses.field(default_factory=dict)
 
 
 def _pairs(flat: Sequence[Any]) -> list[tuple[Any, Any]]:
@@ -300,22 +303,41 @@ def _segments(flat: Sequence[Any]) -> dict[str, list[bytes]]:
     """Segment id -> its oldest elements (newest first), the longest read of each."""
     found: dict[str, list[bytes]] = {}
     for seg, elements in _pairs(flat):
+        if isinstance(elements, int):  # held by the reader (see read_plan)
+            continue
         if len(elements) >= len(found.get(_text(seg), ())):
             found[_text(seg)] = list(elements)
     return found
 
 
-def read_plan(keys: ThreadKeys, ns: str, ids: Sequence[str], *, ttl: int = 0) -> Plan[ReadReply]:
-    """Read checkpoints ``ids`` of namespace ``ns`` (``[]``: the latest) in one script."""
+def read_plan(
+    keys: ThreadKeys,
+    ns: str,
+    ids: Sequence[str],
+    *,
+    ttl: int = 0,
+    known: tuple[str, int] | None = None,
+) -> Plan[ReadReply]:
+    """Read checkpoints ``ids`` of namespace ``ns`` (``[]``: the latest) in one script.
+
+    ``known`` (segment id, length): the main segment the reader holds; when the history
+    list is still that segment, that long, its elements are not sent (``unsent``).
+    """
 
     def parse(replies: list[Any]) -> ReadReply:
         reply = replies[0]
         if int(reply[0]) == -1:
             return ReadReply([], {}, broken=_text(reply[1]))
         records = [_record(row) for row in reply[3]]
-        return ReadReply(records, _segments(reply[4]), _text(reply[1]), int(reply[2]))
+        unsent = {
+            _text(seg): int(count) for seg, count in _pairs(reply[4]) if isinstance(count, int)
+        }
+        return ReadReply(
+            records, _segments(reply[4]), _text(reply[1]), int(reply[2]), unsent=unsent
+        )
 
-    command = Command.call(lua.READ, keys.base, [ns, ttl, *(ids or [""])])
+    held = [known[0], known[1]] if known else ["", 0]
+    command = Command.call(lua.READ, keys.base, [ns, ttl, *held, *(ids or [""])])
     return Plan((command,), keys.history, parse, writes=ttl > 0)
 
 
