@@ -8,6 +8,7 @@ makes a call do next is tests/test_call.py's.
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage
@@ -38,7 +39,7 @@ from redis_chat_history.operations import (
     writers_key,
 )
 from redis_chat_history.settings import Settings
-from redis_chat_history.writers import WriterToken, acquire, release
+from redis_chat_history.writers import WriterToken, acquire, lifetime_of, reach, release
 
 KEY = "message_store:s1"
 HI = encode_message(HumanMessage("hi"))
@@ -155,15 +156,45 @@ def test_writer_token_fills_four_arguments_in_place_and_marks_re_sends() -> None
     token = WriterToken("abc0", 26, 310)
     args = append_plan(KEY, [HI], ttl=None, max_messages=None).commands[0].as_eval()
     filled = token.fill(args, 5)
-    assert filled[0] == "EVAL" and filled[5:9] == ("abc0", "1a", 310, "0")
+    # writer, entry (no proposed expiry: the script's own), lifetime (< 0: a re-send), expected
+    assert filled[0] == "EVAL" and filled[5:9] == ("abc0", "1a,0,", 310, "")
     assert filled[9:] == (0, 0, HI)
-    assert token.fill(args, 5)[5:9] == ("abc0", "1a", 310, "1")  # every later send: a re-send
+    assert token.fill(args, 5)[5:9] == ("abc0", "1a,0,", -310, "")  # every later send
     sha_first = WriterToken("abc0", 27, 310)
     command = append_plan(KEY, [HI], ttl=None, max_messages=None).commands[0]
-    assert sha_first.fill(command.args, 5)[8] == "0"
+    assert sha_first.fill(command.args, 5)[7] == 310
     # the EVAL after a NOSCRIPT reply is not a re-send: that EVALSHA ran nothing
-    assert sha_first.fill(command.as_eval(), 5)[8] == "0"
-    assert sha_first.fill(command.as_eval(), 5)[8] == "1"
+    assert sha_first.fill(command.as_eval(), 5)[7] == 310
+    assert sha_first.fill(command.as_eval(), 5)[7] == -310
+
+
+def test_a_writer_chains_its_next_writes_to_its_first_entry() -> None:
+    """The first write proposes an expiry a lifetime ahead; the next ones expect that entry
+    and keep its expiry, while within reach; a short policy never chains."""
+    policy = RetryPolicy()
+    key = KEY + "-chain"
+    first = acquire(key, policy)
+    lifetime = lifetime_of(policy.window_seconds, policy.send_seconds)
+    assert first.lifetime == lifetime > policy.window_seconds and first.expected == ""
+    sequence, expiry, rest = first.record.split(",")
+    assert sequence == f"{first.sequence:x}" and rest == ""
+    assert abs(int(expiry) - (time.time() + lifetime + 2)) <= 1
+    release(key, first)
+    second = acquire(key, policy)
+    assert second.expected == first.record and second.record.endswith(f",{expiry},")
+    release(key, second)
+    third = acquire(key, policy)
+    assert third.expected == second.record and third.record == f"{third.sequence:x},{expiry},"
+    other = acquire(key, policy)  # a concurrent call: another writer, its own first write
+    assert other.writer != third.writer and other.expected == ""
+    release(key, other)
+    release(key, third)
+    fast = RetryPolicy(attempts=0, socket_timeout=0.1, connect_timeout=0.1, backoff_cap=0)
+    assert reach(fast.window_seconds, fast.window_seconds, fast.send_seconds) <= 0
+    short = acquire(key + "-short", fast)
+    assert short.lifetime == fast.window_seconds and short.record.endswith(",0,")
+    release(key + "-short", short)
+    assert acquire(key + "-short", fast).expected == ""
 
 
 def test_concurrent_calls_never_share_a_writer_and_sequences_increase() -> None:

@@ -55,22 +55,30 @@ APPEND = write_script(
     args=("ttl", "keep"),
     rest="messages",
     # ttl seconds (0 = leave as is), keep newest N (0 = all), messages oldest first.
-    # Replies the new length (a re-send: the length now).
+    # Replies the new length, bare (a table reply costs Redis ~0.5 µs more); a re-send
+    # {0, the length now}.
     decide="",
     apply=f"""
-local last = math.min(messages + {PUSH_CHUNK - 1}, #ARGV)
-local length = redis.pcall('LPUSH', history, unpack(ARGV, messages, last))
-if failed(length) then undo() return refused(length) end
-for at = last + 1, #ARGV, {PUSH_CHUNK} do
-  length = redis.call('LPUSH', history, unpack(ARGV, at, math.min(at + {PUSH_CHUNK - 1}, #ARGV)))
+local length
+if #ARGV - messages < {PUSH_CHUNK} then
+  length = redis.pcall('LPUSH', history, unpack(ARGV, messages))
+  if failed(length) then undo() return refused(length) end
+else
+  length = redis.pcall('LPUSH', history, unpack(ARGV, messages, messages + {PUSH_CHUNK - 1}))
+  if failed(length) then undo() return refused(length) end
+  for at = messages + {PUSH_CHUNK}, #ARGV, {PUSH_CHUNK} do
+    length = redis.call('LPUSH', history, unpack(ARGV, at, math.min(at + {PUSH_CHUNK - 1}, #ARGV)))
+  end
 end
-keep = tonumber(keep)
-if keep > 0 and length > keep then
-  redis.call('LTRIM', history, 0, keep - 1)
-  length = keep
+if keep ~= '0' then
+  keep = tonumber(keep)
+  if length > keep then
+    redis.call('LTRIM', history, 0, keep - 1)
+    length = keep
+  end
 end
 if ttl ~= '0' then redis.call('EXPIRE', history, ttl) end
-return {{1, length}}
+return length
 """,
     on_resend="redis.call('LLEN', history)",
 )
