@@ -216,6 +216,8 @@ class _ProcessWriters:
 
 
 _current = _ProcessWriters()
+#: id(policy) -> (policy, its window seconds, its send seconds): properties computed once.
+_terms: dict[int, tuple[RetryPolicy, int, float]] = {}
 
 
 def _writers() -> _ProcessWriters:
@@ -238,7 +240,12 @@ def acquire(key: str, policy: RetryPolicy) -> WriterToken:
     No other call uses it meanwhile. The server remembers its write for as long as the
     policy lets a call keep re-sending.
     """
-    return _writers().acquire(key, policy.window_seconds, policy.send_seconds)
+    terms = _terms.get(id(policy))
+    if terms is None or terms[0] is not policy:
+        if len(_terms) > 64:  # policies made per call: keep a few
+            _terms.clear()
+        terms = _terms[id(policy)] = (policy, policy.window_seconds, policy.send_seconds)
+    return _writers().acquire(key, terms[1], terms[2])
 
 
 def release(key: str, token: WriterToken) -> None:

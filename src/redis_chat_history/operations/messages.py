@@ -240,7 +240,8 @@ def append_plan(
 ) -> Plan[int]:
     """Push a batch (oldest first), refresh the expiry and trim, atomically; replies new length."""
     check_key(key)
-    check_batch(encoded)
+    if type(encoded) is not list or not encoded:  # what the codec returns needs no more check
+        check_batch(encoded)
     ttl_arg = check_optional("ttl", ttl, maximum=MAX_EXPIRE_SECONDS)
     keep = check_optional("max_messages", max_messages, maximum=MAX_MESSAGES)
 
@@ -256,7 +257,7 @@ def append_plan(
 
         return plain_write(key, commands, parse)
 
-    return APPEND.plan(key, [key], [ttl_arg, keep, *encoded], parse_result_int, plain=plain)
+    return APPEND.plan_for(key, (ttl_arg, keep), encoded, parse_result_int, plain=plain)
 
 
 def delete_last_plan(key: str, n: int, *, skip_corrupt: bool = False) -> Plan[list[BaseMessage]]:

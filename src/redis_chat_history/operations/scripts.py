@@ -230,6 +230,22 @@ class WriteScript(Script):
         (``None`` only for writes that have none: they then need scripts)."""
         return Plan((self.command(keys, args),), route, parse, True, True, plain)
 
+    def plan_for(
+        self,
+        key: str,
+        args: tuple[Any, ...],
+        rest: Sequence[Any],
+        parse: Callable[[list[Any]], T],
+        *,
+        plain: Callable[[], Plan[T]] | None,
+    ) -> Plan[T]:
+        """:meth:`plan` of a script whose one key is the history ``key`` (and its route),
+        built in one step: the declared ``args``, then the variadic ``rest``."""
+        if len(self.keys) != 1 or len(args) != len(self.args) or (rest and self.rest is None):
+            raise ValueError(f"{self.name}: 1 key, {len(args)} + {len(rest)} args given")
+        full = ("EVALSHA", self.sha, 2, key, writers_key_of(key), WRITER, *args, *rest)
+        return Plan((Command(full, self, 5),), key, parse, True, True, plain)
+
 
 def write_script(
     name: str,
