@@ -1,10 +1,11 @@
 """Write scripts declared once: the exactly-once prelude, named arguments, recorded results.
 
 Every write that may be re-sent after its reply was lost is a Lua script carrying a
-*writer token* (:data:`~redis_chat_history.operations.plans.WRITER`, five arguments
-filled in by execution: writer id, the entry to record, its lifetime, re-send flag, the
-entry expected; see :mod:`redis_chat_history.writers`). :func:`write_script` wraps a script's own Lua in the
-code every such script shares, so a script says only what it decides and what it changes:
+*writer token* (:data:`~redis_chat_history.operations.plans.WRITER`, four arguments
+filled in by execution: writer id, the entry to record, its lifetime (negative for a
+possible re-send), the entry expected; see :mod:`redis_chat_history.writers`).
+:func:`write_script` wraps a script's own Lua in the code every such script shares, so a
+script says only what it decides and what it changes:
 
 - **named keys and arguments**: ``keys=("history",)`` and ``args=("ttl", "keep")`` become
   Lua locals (``history``, ``ttl``, ``keep``); ``rest="messages"`` names the index of the
@@ -25,10 +26,10 @@ code every such script shares, so a script says only what it decides and what it
 - **the order that keeps a refusal harmless**: ``decide`` (reads only) sets ``result`` (what a
   re-send replies, a string) and may set ``unchanged = true``; then the write is recorded;
   then ``apply`` changes data and returns ``{1, <reply>}`` (or, cheaper for Redis to
-  reply, a bare number or string: the parsers take it as applied). A write that changes nothing
+  reply, a bare number: the parsers take it as applied). A write that changes nothing
   records nothing and replies ``{2, result}`` (no companion key for a delete of nothing),
-  unless it is a re-send (the flag): an earlier copy may still arrive, and must find it
-  recorded (it is, and ``apply`` is skipped all the same).
+  unless it is a possible re-send (a negative lifetime): an earlier copy may still
+  arrive, and must find it recorded (it is, and ``apply`` is skipped all the same).
   Reads use ``redis.pcall`` and ``if failed(x) then return refused(x) end``: a command this
   user may not run (NOPERM) stops the script with an ``RCHPLAIN`` error before anything
   changed (execution then switches to the write's plain twin); any other error (WRONGTYPE,
