@@ -29,6 +29,7 @@ from typing import Any
 import redis
 
 from benchmarks.contenders import KEY_PREFIX, Community, Contender, Floor, Package
+from benchmarks.replay import Recorder, replay
 from benchmarks.report import markdown_tables, targets_text
 from benchmarks.scenarios import FULL, TTL, Bench, Measurement
 from benchmarks.server import BenchServer
@@ -44,7 +45,7 @@ BARE_SCRIPT = (
 )
 #: The harness's own commands, left out of the server time.
 _HARNESS = {"info", "config|resetstat", "config", "flushall", "hello", "client|setinfo",
-            "ping", "select", "script|load", "script"}  # fmt: skip
+            "ping", "select", "script|load", "script", "echo"}  # fmt: skip
 BURSTS = (1, 100, 1000)
 
 
@@ -100,20 +101,49 @@ class _BareScript(Contender):
         self.client.close()
 
 
+def _contenders(url: str) -> list[Contender]:
+    return [Package(url, TTL), Community(url, TTL), Floor(url, TTL), _BareScript(url, TTL)]
+
+
+def _busy_server_time(
+    admin: redis.Redis, recorder: Recorder, contender: Contender, turns: list[Any]
+) -> float:
+    """Server µs per write of ``contender``'s recorded requests, replayed back to back
+    (see benchmarks/replay.py); its first write (connecting, loading) is replayed first."""
+    port = int(admin.connection_pool.connection_kwargs["port"])
+    admin.flushall()
+    recorder.take()
+    history = contender.open(f"busy-{contender.name}")
+    contender.write(history, turns[0])
+    first = recorder.mark()
+    for turn in turns:
+        contender.write(history, turn)
+    sent = recorder.take()
+    admin.flushall()
+    replay(port, sent[:first])
+    admin.config_resetstat()
+    replay(port, sent[first:])
+    scripted = contender.name in ("package", "bare_script")
+    return _server_usec(admin, len(turns), scripted) / len(turns)
+
+
 def measure_server_time(
     url: str, workload: Workload, *, writes: int, repeat: int
 ) -> list[Measurement]:
-    """Two rows: server and client time per write by contender, and ours after bursts."""
+    """Rows: server time per write by contender (live, and replayed on a busy server),
+    client CPU per write, and ours after bursts."""
     admin = redis.Redis.from_url(url)
-    contenders: list[Contender] = [
-        Package(url, TTL),
-        Community(url, TTL),
-        Floor(url, TTL),
-        _BareScript(url, TTL),
-    ]
+    contenders = _contenders(url)
+    recorder = Recorder(int(admin.connection_pool.connection_kwargs["port"]))
+    recorded = _contenders(recorder.url)
     names = [contender.name for contender in contenders]
     server = Measurement(
         "server_write", f"Redis server time per write ({writes:,} writes of a turn, ttl set)",
+        "us", False, {name: [] for name in names},
+    )  # fmt: skip
+    busy = Measurement(
+        "server_write_busy",
+        "Redis server time per write, the same requests on a busy server (replayed)",
         "us", False, {name: [] for name in names},
     )  # fmt: skip
     cpu = Measurement(
@@ -136,6 +166,9 @@ def measure_server_time(
                 served, used = _per_write(admin, writes, run, scripted)
                 server.samples[contender.name].append(served)
                 cpu.samples[contender.name].append(used)
+            for contender in recorded[round_ % 4 :] + recorded[: round_ % 4]:
+                served = _busy_server_time(admin, recorder, contender, turns)
+                busy.samples[contender.name].append(served)
         bursts = Measurement(
             "server_write_bursts",
             "ours: Redis server time per write after a burst of N writers on one session",
@@ -164,20 +197,22 @@ def measure_server_time(
                 served = _per_write(admin, writes, run, scripted=True)[0]
                 bursts.samples[f"{count} writers"].append(served)
     finally:
-        for contender in contenders[1:]:
+        for contender in contenders[1:] + recorded[1:]:
             contender.close()
+        recorded[0].close()
+        recorder.close()
         admin.close()
-    return [server, cpu, bursts]
+    return [server, busy, cpu, bursts]
 
 
 def server_time_text(rows: list[Measurement]) -> str:
     """A Markdown table of the rows (medians, µs)."""
     lines = ["| per write (median) | " + " | ".join(rows[0].samples) + " |",
              "|---|" + "---:|" * len(rows[0].samples)]  # fmt: skip
-    for row in rows[:2]:
+    for row in rows[:3]:
         values = [f"{median(v):.1f} µs" if v else "-" for v in row.samples.values()]
         lines.append(f"| {row.title} | " + " | ".join(values) + " |")
-    bursts = rows[2]
+    bursts = rows[3]
     lines.append("")
     lines.append("| " + bursts.title + " | " + " | ".join(bursts.samples) + " |")
     lines.append("|---|" + "---:|" * len(bursts.samples))

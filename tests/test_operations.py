@@ -39,7 +39,14 @@ from redis_chat_history.operations import (
     writers_key,
 )
 from redis_chat_history.settings import Settings
-from redis_chat_history.writers import WriterToken, acquire, lifetime_of, reach, release
+from redis_chat_history.writers import (
+    EXPIRY_SPREAD,
+    WriterToken,
+    acquire,
+    lifetime_of,
+    reach,
+    release,
+)
 
 KEY = "message_store:s1"
 HI = encode_message(HumanMessage("hi"))
@@ -178,7 +185,7 @@ def test_a_writer_chains_its_next_writes_to_its_first_entry() -> None:
     assert first.lifetime == lifetime > policy.window_seconds and first.expected == ""
     sequence, expiry, rest = first.record.split(",")
     assert sequence == f"{first.sequence:x}" and rest == ""
-    assert abs(int(expiry) - (time.time() + lifetime + 2)) <= 1
+    assert abs(int(expiry) - (time.time() + lifetime + 1 + EXPIRY_SPREAD // 2)) <= 1
     release(key, first)
     second = acquire(key, policy)
     assert second.expected == first.record and second.record.endswith(f",{expiry},")

@@ -17,10 +17,10 @@ and a process that finds itself a clone draws a new random prefix and counter.
 **Chained writes** (what keeps a write cheap for Redis). A writer's entry on the server
 is ``"<sequence>,<expiry>,<result>"``; the expiry (server seconds) must cover the
 write's window. With a *lifetime* of the window and half a window more
-(:func:`lifetime_of`), the token proposes the expiry, ``<now> + lifetime + 2`` on this
-machine's clock; the script checks it against ``TIME`` and takes its own least expiry
-(``now + lifetime + 1``) when the proposal is below it or more than
-:data:`EXPIRY_SPREAD` above (clocks differ). The writer's next writes to that history,
+(:func:`lifetime_of`), the token proposes the expiry, ``<now> + lifetime + 1 +
+EXPIRY_SPREAD / 2`` on this machine's clock; the script checks it against ``TIME`` and
+takes its own least expiry (``now + lifetime + 1``) when the proposal is below it or more
+than :data:`EXPIRY_SPREAD` above (clocks differ). The writer's next writes to that history,
 while they start within :func:`reach` of that first one (the extra half window less one
 send, by this process's monotonic clock), send the entry they expect to find (their
 previous write's) and the new one with the same expiry. A script that finds exactly
@@ -82,8 +82,9 @@ def reach(window_seconds: int, lifetime: int, send_seconds: float) -> float:
 
 
 def proposed_tail(lifetime: int) -> str:
-    """``",<expiry>,"``: this clock's least expiry for ``lifetime``, and one second."""
-    return f",{int(time.time()) + lifetime + 2},"
+    """``",<expiry>,"``: this clock's least expiry for ``lifetime``, and half the spread
+    (accepted by a server whose clock is up to that far from this one's, either way)."""
+    return f",{int(time.time()) + lifetime + 1 + EXPIRY_SPREAD // 2},"
 
 
 class WriterToken:
