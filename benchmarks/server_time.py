@@ -47,6 +47,8 @@ BARE_SCRIPT = (
 _HARNESS = {"info", "config|resetstat", "config", "flushall", "hello", "client|setinfo",
             "ping", "select", "script|load", "script", "echo"}  # fmt: skip
 BURSTS = (1, 100, 1000)
+#: Replays of each recorded round (the least is kept).
+REPLAYS = 3
 
 
 _SCRIPT_CALLS = ("evalsha", "eval")
@@ -109,7 +111,8 @@ def _busy_server_time(
     admin: redis.Redis, recorder: Recorder, contender: Contender, turns: list[Any]
 ) -> float:
     """Server µs per write of ``contender``'s recorded requests, replayed back to back
-    (see benchmarks/replay.py); its first write (connecting, loading) is replayed first."""
+    (see benchmarks/replay.py; its first write, connecting and loading, is replayed before
+    the count starts): the least of :data:`REPLAYS` replays of the same bytes."""
     port = int(admin.connection_pool.connection_kwargs["port"])
     admin.flushall()
     recorder.take()
@@ -119,12 +122,15 @@ def _busy_server_time(
     for turn in turns:
         contender.write(history, turn)
     sent = recorder.take()
-    admin.flushall()
-    replay(port, sent[:first])
-    admin.config_resetstat()
-    replay(port, sent[first:])
     scripted = contender.name in ("package", "bare_script")
-    return _server_usec(admin, len(turns), scripted) / len(turns)
+    served = []
+    for _ in range(REPLAYS):  # the least of a few: other processes' bursts only add time
+        admin.flushall()
+        replay(port, sent[:first])
+        admin.config_resetstat()
+        replay(port, sent[first:])
+        served.append(_server_usec(admin, len(turns), scripted) / len(turns))
+    return min(served)
 
 
 def measure_server_time(
