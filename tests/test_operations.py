@@ -186,6 +186,7 @@ def test_a_writer_chains_its_next_writes_to_its_first_entry() -> None:
     sequence, expiry, rest = first.record.split(",")
     assert sequence == f"{first.sequence:x}" and rest == ""
     assert abs(int(expiry) - (time.time() + lifetime + 1 + EXPIRY_SPREAD // 2)) <= 1
+    assert first._renew <= time.time() + EXPIRY_SPREAD // 2  # then the chain starts again
     release(key, first)
     second = acquire(key, policy)
     assert second.expected == first.record and second.record.endswith(f",{expiry},")
@@ -243,3 +244,22 @@ def test_batch_plan_sends_reads_together_and_splits_replies() -> None:
         batch_plan([delete_plan(KEY)])
     with pytest.raises(InvalidArgumentError, match="at least one"):
         batch_plan([])
+
+
+def test_a_chain_starts_again_once_a_lost_entry_would_refuse_its_expiry(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Past half the spread (this clock), a server that lost the entry would replace the
+    chain's expiry on the full path, and no later write would find what it expects: the
+    writer proposes a new expiry instead."""
+    policy, key = RetryPolicy(), KEY + "-renew"
+    first = acquire(key, policy)
+    release(key, first)
+    chained = acquire(key, policy)
+    assert chained.expected == first.record
+    release(key, chained)
+    real = time.time
+    monkeypatch.setattr("redis_chat_history.writers.time.time", lambda: real() + EXPIRY_SPREAD)
+    renewed = acquire(key, policy)
+    assert renewed.expected == "" and renewed.record.split(",")[1] != first.record.split(",")[1]
+    release(key, renewed)

@@ -22,8 +22,10 @@ EXPIRY_SPREAD / 2`` on this machine's clock; the script checks it against ``TIME
 takes its own least expiry (``now + lifetime + 1``) when the proposal is below it or more
 than :data:`EXPIRY_SPREAD` above (clocks differ). The writer's next writes to that history,
 while they start within :func:`reach` of that first one (the extra half window less one
-send, by this process's monotonic clock), send the entry they expect to find (their
-previous write's) and the new one with the same expiry. A script that finds exactly
+send, by this process's monotonic clock) and within ``EXPIRY_SPREAD / 2 - 1`` seconds of
+it by this clock (so that a server which lost the entry still accepts the expiry on the
+full path, and the chain goes on), send the entry they expect to find (their previous
+write's) and the new one with the same expiry. A script that finds exactly
 that entry knows the write is no re-send (the entry is this writer's previous write,
 whose sequence is lower) and that the expiry still covers this write's window: it writes
 the entry as sent, without reading the clock or building strings. Anything else (no
@@ -62,7 +64,7 @@ from redis_chat_history.retry import RetryPolicy
 #: not more: every argument costs Redis time on every write.
 TOKEN_ARGUMENTS = 4
 #: Seconds above the scripts' least expiry that a proposed expiry may be (clock skew).
-EXPIRY_SPREAD = 10
+EXPIRY_SPREAD = 20
 #: Chained writers remembered per process (all are forgotten when there are more).
 MAX_CHAINS = 10_000
 
@@ -81,10 +83,10 @@ def reach(window_seconds: int, lifetime: int, send_seconds: float) -> float:
     return lifetime - window_seconds - send_seconds - 2
 
 
-def proposed_tail(lifetime: int) -> str:
-    """``",<expiry>,"``: this clock's least expiry for ``lifetime``, and half the spread
-    (accepted by a server whose clock is up to that far from this one's, either way)."""
-    return f",{int(time.time()) + lifetime + 1 + EXPIRY_SPREAD // 2},"
+def proposed_tail(lifetime: int, wall: float) -> str:
+    """``",<expiry>,"``: the least expiry for ``lifetime`` at ``wall`` (this clock), and half
+    the spread (accepted by a server whose clock is up to that far from this one's)."""
+    return f",{int(wall) + lifetime + 1 + EXPIRY_SPREAD // 2},"
 
 
 class WriterToken:
@@ -96,6 +98,7 @@ class WriterToken:
         "_first",
         "_owner",
         "_reach",
+        "_renew",
         "_tail",
         "expected",
         "index",
@@ -139,6 +142,9 @@ class WriterToken:
         #: (0: this writer does not chain).
         self._anchored = 0.0
         self._reach = 0.0
+        #: This clock's time after which a server that lost the entry (a broken chain)
+        #: would refuse the tail's expiry: the chain then starts again.
+        self._renew = 0.0
 
     def fill(self, args: tuple[Any, ...], at: int) -> tuple[Any, ...]:
         """``args`` with the :data:`~redis_chat_history.operations.WRITER` at ``at`` replaced.
@@ -186,16 +192,21 @@ class _ProcessWriters:
         if chain_reach <= 0:  # a short window: no chain (lifetime_of gives the window)
             return WriterToken(writer, sequence, window_seconds, index, self)
         lifetime = window_seconds + extra
-        if last is not None and last.lifetime == lifetime and now - last._anchored <= chain_reach:
+        wall = time.time()
+        if (
+            last is not None
+            and last.lifetime == lifetime
+            and now - last._anchored <= chain_reach
+            and wall < last._renew
+        ):
             token = WriterToken(
                 writer, sequence, window_seconds, index, self, lifetime, last._tail, last.record
             )
-            token._anchored = last._anchored
+            token._anchored, token._renew = last._anchored, last._renew
         else:
-            token = WriterToken(
-                writer, sequence, window_seconds, index, self, lifetime, proposed_tail(lifetime)
-            )
-            token._anchored = now
+            tail = proposed_tail(lifetime, wall)
+            token = WriterToken(writer, sequence, window_seconds, index, self, lifetime, tail)
+            token._anchored, token._renew = now, wall + EXPIRY_SPREAD // 2 - 1
         token._reach = chain_reach
         return token
 
