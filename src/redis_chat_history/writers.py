@@ -16,14 +16,13 @@ and a process that finds itself a clone draws a new random prefix and counter.
 
 **Chained writes** (what keeps a write cheap for Redis). A writer's entry on the server
 is ``"<sequence>,<expiry>,<result>"``; the expiry (server seconds) must cover the
-write's window. With a *lifetime* of the window and half a window more
+write's window. With a *lifetime* of the window, one send and some seconds more
 (:func:`lifetime_of`), the token proposes the expiry, ``<now> + lifetime + 1 +
 EXPIRY_SPREAD / 2`` on this machine's clock; the script checks it against ``TIME`` and
 takes its own least expiry (``now + lifetime + 1``) when the proposal is below it or more
 than :data:`EXPIRY_SPREAD` above (clocks differ). The writer's next writes to that history,
-while they start within :func:`reach` of that first one (the extra half window less one
-send, by this process's monotonic clock) and within ``EXPIRY_SPREAD / 2 - 1`` seconds of
-it by this clock (so that a server which lost the entry still accepts the expiry on the
+while they start within :func:`reach` of that first one (by this process's monotonic
+clock) and within ``EXPIRY_SPREAD / 2 - 1`` seconds of it by this clock (so that a server which lost the entry still accepts the expiry on the
 full path, and the chain goes on), send the entry they expect to find (their previous
 write's) and the new one with the same expiry. A script that finds exactly
 that entry knows the write is no re-send (the entry is this writer's previous write,
@@ -48,6 +47,7 @@ Example::
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import secrets
 import threading
@@ -70,10 +70,9 @@ MAX_CHAINS = 10_000
 
 
 def lifetime_of(window_seconds: int, send_seconds: float) -> int:
-    """How long an entry lasts: its window, and half a window more when that lets the
-    writer's next writes chain (see the module doc and :func:`reach`)."""
-    extra = (window_seconds + 1) >> 1
-    return window_seconds + extra if extra - send_seconds - 2 > 0 else window_seconds
+    """How long an entry lasts: its window, one send, 2 s and half the spread: long enough
+    for the writer's next writes within half the spread to chain (see :func:`reach`)."""
+    return window_seconds + math.ceil(send_seconds) + 2 + EXPIRY_SPREAD // 2
 
 
 def reach(window_seconds: int, lifetime: int, send_seconds: float) -> float:
@@ -187,11 +186,8 @@ class _ProcessWriters:
             sequence = next(self._sequence)
             last = self._chains.get(key if index == 0 else (key, index))
         writer = self._first_writer if index == 0 else f"{self._prefix}{index:x}"
-        extra = (window_seconds + 1) >> 1
-        chain_reach = extra - send_seconds - 2  # == reach(window, lifetime, send_seconds)
-        if chain_reach <= 0:  # a short window: no chain (lifetime_of gives the window)
-            return WriterToken(writer, sequence, window_seconds, index, self)
-        lifetime = window_seconds + extra
+        lifetime = lifetime_of(window_seconds, send_seconds)
+        chain_reach = reach(window_seconds, lifetime, send_seconds)  # half the spread, or more
         wall = time.time()
         if (
             last is not None
