@@ -22,7 +22,7 @@ EXPIRY_SPREAD / 2`` on this machine's clock; the script checks it against ``TIME
 takes its own least expiry (``now + lifetime + 1``) when the proposal is below it or more
 than :data:`EXPIRY_SPREAD` above (clocks differ). The writer's next writes to that history,
 while they start within :func:`reach` of that first one (by this process's monotonic
-clock) and within ``EXPIRY_SPREAD / 2 - 1`` seconds of it by this clock (so that a server which lost the entry still accepts the expiry on the
+clock) and within ``EXPIRY_SPREAD / 2 - 1`` seconds of it (so that a server which lost the entry still accepts the expiry on the
 full path, and the chain goes on), send the entry they expect to find (their previous
 write's) and the new one with the same expiry. A script that finds exactly
 that entry knows the write is no re-send (the entry is this writer's previous write,
@@ -97,7 +97,6 @@ class WriterToken:
         "_first",
         "_owner",
         "_reach",
-        "_renew",
         "_tail",
         "expected",
         "index",
@@ -141,9 +140,6 @@ class WriterToken:
         #: (0: this writer does not chain).
         self._anchored = 0.0
         self._reach = 0.0
-        #: This clock's time after which a server that lost the entry (a broken chain)
-        #: would refuse the tail's expiry: the chain then starts again.
-        self._renew = 0.0
 
     def fill(self, args: tuple[Any, ...], at: int) -> tuple[Any, ...]:
         """``args`` with the :data:`~redis_chat_history.operations.WRITER` at ``at`` replaced.
@@ -187,22 +183,18 @@ class _ProcessWriters:
             last = self._chains.get(key if index == 0 else (key, index))
         writer = self._first_writer if index == 0 else f"{self._prefix}{index:x}"
         lifetime = lifetime_of(window_seconds, send_seconds)
-        chain_reach = reach(window_seconds, lifetime, send_seconds)  # half the spread, or more
-        wall = time.time()
-        if (
-            last is not None
-            and last.lifetime == lifetime
-            and now - last._anchored <= chain_reach
-            and wall < last._renew
-        ):
+        # how long a chain lasts: within reach, and while a server that lost the entry
+        # would still accept the expiry (half the spread, less a second, by this clock)
+        chain_reach = min(reach(window_seconds, lifetime, send_seconds), EXPIRY_SPREAD // 2 - 1)
+        if last is not None and last.lifetime == lifetime and now - last._anchored <= chain_reach:
             token = WriterToken(
                 writer, sequence, window_seconds, index, self, lifetime, last._tail, last.record
             )
-            token._anchored, token._renew = last._anchored, last._renew
+            token._anchored = last._anchored
         else:
-            tail = proposed_tail(lifetime, wall)
+            tail = proposed_tail(lifetime, time.time())
             token = WriterToken(writer, sequence, window_seconds, index, self, lifetime, tail)
-            token._anchored, token._renew = now, wall + EXPIRY_SPREAD // 2 - 1
+            token._anchored = now
         token._reach = chain_reach
         return token
 
