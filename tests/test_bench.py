@@ -28,11 +28,13 @@ EXPECTED_IDS = {
     "sync_connections",
     "memory",
     "server_write",
+    "server_write_busy",
     "client_cpu_write",
     "server_write_bursts",
 }
 SERVER_ROWS = {
     "server_write": CONTENDERS | {"bare_script"},
+    "server_write_busy": CONTENDERS | {"bare_script"},
     "client_cpu_write": CONTENDERS | {"bare_script"},
     "server_write_bursts": {"1 writers", "100 writers", "1000 writers"},
 }

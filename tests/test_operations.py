@@ -8,6 +8,7 @@ makes a call do next is tests/test_call.py's.
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage
@@ -41,7 +42,14 @@ from redis_chat_history.operations import (
     writers_key,
 )
 from redis_chat_history.settings import Settings
-from redis_chat_history.writers import WriterToken, acquire, release
+from redis_chat_history.writers import (
+    EXPIRY_SPREAD,
+    WriterToken,
+    acquire,
+    lifetime_of,
+    reach,
+    release,
+)
 
 KEY = "message_store:s1"
 HI = encode_message(HumanMessage("hi"))
@@ -161,15 +169,47 @@ def test_writer_token_fills_four_arguments_in_place_and_marks_re_sends() -> None
     token = WriterToken("abc0", 26, 310)
     args = append_plan(KEY, [HI], ttl=None, max_messages=None).commands[0].as_eval()
     filled = token.fill(args, 5)
-    assert filled[0] == "EVAL" and filled[5:9] == ("abc0", "1a", 310, "0")
+    # writer, entry (no proposed expiry: the script's own), lifetime (< 0: a re-send), expected
+    assert filled[0] == "EVAL" and filled[5:9] == ("abc0", "1a,0,", 310, "")
     assert filled[9:] == (0, 0, HI)
-    assert token.fill(args, 5)[5:9] == ("abc0", "1a", 310, "1")  # every later send: a re-send
+    assert token.fill(args, 5)[5:9] == ("abc0", "1a,0,", -310, "")  # every later send
     sha_first = WriterToken("abc0", 27, 310)
     command = append_plan(KEY, [HI], ttl=None, max_messages=None).commands[0]
-    assert sha_first.fill(command.args, 5)[8] == "0"
+    assert sha_first.fill(command.args, 5)[7] == 310
     # the EVAL after a NOSCRIPT reply is not a re-send: that EVALSHA ran nothing
-    assert sha_first.fill(command.as_eval(), 5)[8] == "0"
-    assert sha_first.fill(command.as_eval(), 5)[8] == "1"
+    assert sha_first.fill(command.as_eval(), 5)[7] == 310
+    assert sha_first.fill(command.as_eval(), 5)[7] == -310
+
+
+def test_a_writer_chains_its_next_writes_to_its_first_entry() -> None:
+    """The first write proposes an expiry a lifetime ahead; the next ones expect that entry
+    and keep its expiry, while within reach; a short policy chains too."""
+    policy = RetryPolicy()
+    key = KEY + "-chain"
+    first = acquire(key, policy)
+    lifetime = lifetime_of(policy.window_seconds, policy.send_seconds)
+    assert first.lifetime == lifetime > policy.window_seconds and first.expected == ""
+    sequence, expiry, rest = first.record.split(",")
+    assert sequence == f"{first.sequence:x}" and rest == ""
+    assert abs(int(expiry) - (time.time() + lifetime + 1 + EXPIRY_SPREAD // 2)) <= 1
+    release(key, first)
+    second = acquire(key, policy)
+    assert second.expected == first.record and second.record.endswith(f",{expiry},")
+    release(key, second)
+    third = acquire(key, policy)
+    assert third.expected == second.record and third.record == f"{third.sequence:x},{expiry},"
+    other = acquire(key, policy)  # a concurrent call: another writer, its own first write
+    assert other.writer != third.writer and other.expected == ""
+    release(key, other)
+    release(key, third)
+    fast = RetryPolicy(attempts=0, socket_timeout=0.1, connect_timeout=0.1, backoff_cap=0)
+    # a chain lasts half the spread, whatever the window: the lifetime covers that and a send
+    assert reach(fast.window_seconds, lifetime_of(fast.window_seconds, fast.send_seconds),
+                 fast.send_seconds) >= EXPIRY_SPREAD // 2  # fmt: skip
+    short = acquire(key + "-short", fast)
+    assert short.lifetime == lifetime_of(fast.window_seconds, fast.send_seconds)
+    release(key + "-short", short)
+    assert acquire(key + "-short", fast).expected == short.record
 
 
 def test_concurrent_calls_never_share_a_writer_and_sequences_increase() -> None:
@@ -211,3 +251,24 @@ def test_batch_plan_sends_reads_together_and_splits_replies() -> None:
         batch_plan([delete_plan(KEY)])
     with pytest.raises(InvalidArgumentError, match="at least one"):
         batch_plan([])
+
+
+def test_a_chain_starts_again_once_a_lost_entry_would_refuse_its_expiry(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Past half the spread, a server that lost the entry would replace the
+    chain's expiry on the full path, and no later write would find what it expects: the
+    writer proposes a new expiry instead."""
+    policy, key = RetryPolicy(), KEY + "-renew"
+    first = acquire(key, policy)
+    release(key, first)
+    chained = acquire(key, policy)
+    assert chained.expected == first.record
+    release(key, chained)
+    real = time.monotonic
+    monkeypatch.setattr(
+        "redis_chat_history.writers.time.monotonic", lambda: real() + EXPIRY_SPREAD // 2
+    )
+    renewed = acquire(key, policy)
+    assert renewed.expected == ""  # a new first write: the server checks its expiry again
+    release(key, renewed)

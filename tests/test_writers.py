@@ -18,7 +18,7 @@ import pytest
 
 from redis_chat_history import RedisChatMessageHistory, RetryPolicy
 from redis_chat_history.operations import WRITES, append_plan, writers_key
-from redis_chat_history.writers import WriterToken
+from redis_chat_history.writers import EXPIRY_SPREAD, WriterToken, lifetime_of
 from tests.proxy import ReplyDroppingProxy
 from tests.servers import RedisProcess, wait_until
 
@@ -179,5 +179,100 @@ def test_companion_keys_expire_with_the_longest_window(redis_url: str) -> None:
     history = RedisChatMessageHistory("window", url=redis_url, retry=RetryPolicy(attempts=0))
     client = history._provider.sync()
     history.add_user_message("x")
-    window = RetryPolicy(attempts=0).window_seconds
-    assert 0 < client.ttl(writers_key(history.key)) <= window + 1
+    policy = RetryPolicy(attempts=0)
+    # the window, and half a window more for the writer's next writes (writers.py)
+    lifetime = lifetime_of(policy.window_seconds, policy.send_seconds)
+    assert (
+        policy.window_seconds < client.ttl(writers_key(history.key)) <= lifetime + EXPIRY_SPREAD + 1
+    )
+
+
+# -- chained writes (writers.py): a writer's next writes expect its previous entry ----------
+def _entry(
+    client: Any, history: RedisChatMessageHistory, writer: bytes | None = None
+) -> tuple[str, ...]:
+    """A writer's entry in ``history``'s writers hash (the only one when ``writer`` is
+    None), split: sequence, expiry, result."""
+    entries = {
+        field: value
+        for field, value in client.hgetall(writers_key(history.key)).items()
+        if field != b"~" and writer in (None, field)
+    }
+    assert len(entries) == 1, entries
+    return tuple(next(iter(entries.values())).decode().split(","))
+
+
+def test_a_chained_write_whose_reply_is_lost_is_applied_once(redis7: RedisProcess) -> None:
+    """The lost write is chained (it keeps its anchor's expiry); its re-send, sent after 1,000
+    other writes, finds its own entry, not the one it expected: recognised, not applied."""
+    client = redis7.client()
+    proxy = ReplyDroppingProxy(redis7.port)
+    try:
+        for write in WRITES.values():
+            client.script_load(write.script.source)
+        retry = RetryPolicy(attempts=3, socket_timeout=20, backoff_base=0.01)
+        via_proxy = RedisChatMessageHistory("chained", url=proxy.url, retry=retry)
+        direct = RedisChatMessageHistory("chained", url=redis7.url)
+        via_proxy.add_user_message("first")  # the anchor: proposes the chain's expiry
+        _, anchored, _ = _entry(client, via_proxy)
+        (writer,) = (field for field in client.hkeys(writers_key(via_proxy.key)) if field != b"~")
+        proxy.drop_next_reply(hold=True)
+        outcome: dict[str, Any] = {}
+        thread = threading.Thread(
+            target=lambda: outcome.update(v=via_proxy.add_user_message("lost"))
+        )
+        thread.start()
+        wait_until(lambda: proxy.dropped == 1 and proxy.held >= 1, 20, "the re-send to be held")
+        sequence, expiry, _ = _entry(client, via_proxy, writer)
+        assert expiry == anchored  # the first copy was applied as a chained write
+        for i in range(1000):
+            direct.add_user_message(f"other-{i}")
+        proxy.release()
+        thread.join(60)
+        assert not thread.is_alive() and outcome == {"v": None}
+        assert contents(direct) == ["first", "lost", *[f"other-{i}" for i in range(1000)]]
+        assert _entry(client, via_proxy, writer)[:2] == (sequence, expiry)
+        via_proxy.add_user_message("next")  # the chain broke (a re-send's entry): full path
+        assert contents(direct)[-1] == "next" and direct.count() == 1003
+    finally:
+        proxy.close()
+        client.close()
+
+
+@pytest.mark.parametrize("skew", [-3600, -3, 4, 3600])
+def test_a_skewed_client_clock_writes_once_with_the_server_s_expiry(
+    redis_url: str, skew: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A proposed expiry below the server's least, or too far above it, is replaced by the
+    server's own; the chain then breaks (the next write takes the full path): every write
+    lands once, and the writers key never outlives the lifetime by more than the spread."""
+    real = time.time
+    monkeypatch.setattr("redis_chat_history.writers.time.time", lambda: real() + skew)
+    policy = RetryPolicy()
+    history = RedisChatMessageHistory(f"skew{skew}", url=redis_url, retry=policy)
+    client = history._provider.sync()
+    lifetime = lifetime_of(policy.window_seconds, policy.send_seconds)
+    server_now = int(client.time()[0])
+    for i in range(5):
+        history.add_user_message(f"m{i}")
+    assert contents(history) == [f"m{i}" for i in range(5)]
+    expiry = int(_entry(client, history)[1])
+    assert server_now + lifetime <= expiry <= server_now + lifetime + EXPIRY_SPREAD + 2
+    assert client.ttl(writers_key(history.key)) <= lifetime + EXPIRY_SPREAD + 2
+
+
+def test_a_chain_broken_on_the_server_takes_the_full_path(redis_url: str) -> None:
+    """The writers key deleted (eviction, FLUSHDB) or the entry rewritten under the chain:
+    the next write reads the clock and records again; nothing is lost or doubled."""
+    history = RedisChatMessageHistory("broken", url=redis_url)
+    client = history._provider.sync()
+    history.add_user_message("a")
+    history.add_user_message("b")  # chained
+    client.delete(writers_key(history.key))
+    history.add_user_message("c")
+    sequence, expiry, _ = _entry(client, history)
+    field = next(f for f in client.hkeys(writers_key(history.key)) if f != b"~")
+    client.hset(writers_key(history.key), field, f"{sequence},{expiry},x")  # not as sent
+    history.add_user_message("d")
+    assert contents(history) == ["a", "b", "c", "d"]
+    assert int(_entry(client, history)[0], 16) > int(sequence, 16)

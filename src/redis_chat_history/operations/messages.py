@@ -54,22 +54,30 @@ APPEND = write_script(
     args=("ttl", "keep"),
     rest="messages",
     # ttl seconds (0 = leave as is), keep newest N (0 = all), messages oldest first.
-    # Replies the new length (a re-send: the length now).
+    # Replies the new length, bare (a table reply costs Redis ~0.5 µs more); a re-send
+    # {0, the length now}.
     decide="",
     apply=f"""
-local last = math.min(messages + {PUSH_CHUNK - 1}, #ARGV)
-local length = redis.pcall('LPUSH', history, unpack(ARGV, messages, last))
-if failed(length) then undo() return refused(length) end
-for at = last + 1, #ARGV, {PUSH_CHUNK} do
-  length = redis.call('LPUSH', history, unpack(ARGV, at, math.min(at + {PUSH_CHUNK - 1}, #ARGV)))
+local length
+if #ARGV - messages < {PUSH_CHUNK} then
+  length = redis.pcall('LPUSH', history, unpack(ARGV, messages))
+  if failed(length) then undo() return refused(length) end
+else
+  length = redis.pcall('LPUSH', history, unpack(ARGV, messages, messages + {PUSH_CHUNK - 1}))
+  if failed(length) then undo() return refused(length) end
+  for at = messages + {PUSH_CHUNK}, #ARGV, {PUSH_CHUNK} do
+    length = redis.call('LPUSH', history, unpack(ARGV, at, math.min(at + {PUSH_CHUNK - 1}, #ARGV)))
+  end
 end
-keep = tonumber(keep)
-if keep > 0 and length > keep then
-  redis.call('LTRIM', history, 0, keep - 1)
-  length = keep
+if keep ~= '0' then
+  keep = tonumber(keep)
+  if length > keep then
+    redis.call('LTRIM', history, 0, keep - 1)
+    length = keep
+  end
 end
 if ttl ~= '0' then redis.call('EXPIRE', history, ttl) end
-return {{1, length}}
+return length
 """,
     on_resend="redis.call('LLEN', history)",
 )
@@ -195,7 +203,8 @@ def append_plan(
 ) -> Plan[int]:
     """Push a batch (oldest first), refresh the expiry and trim, atomically; replies new length."""
     check_key(key)
-    check_batch(encoded)
+    if type(encoded) is not list or not encoded:  # what the codec returns needs no more check
+        check_batch(encoded)
     ttl_arg = check_optional("ttl", ttl, maximum=MAX_EXPIRE_SECONDS)
     keep = check_optional("max_messages", max_messages, maximum=MAX_MESSAGES)
 
@@ -211,7 +220,7 @@ def append_plan(
 
         return plain_write(key, commands, parse)
 
-    return APPEND.plan(key, [key], [ttl_arg, keep, *encoded], parse_result_int, plain=plain)
+    return APPEND.plan_for(key, (ttl_arg, keep), encoded, parse_result_int, plain=plain)
 
 
 def delete_last_plan(key: str, n: int, *, skip_corrupt: bool = False) -> Plan[list[BaseMessage]]:

@@ -2,9 +2,10 @@
 
 Every write that may be re-sent after its reply was lost is a Lua script carrying a
 *writer token* (:data:`~redis_chat_history.operations.plans.WRITER`, four arguments
-filled in by execution: writer id, sequence number, window seconds, re-send flag; see
-:mod:`redis_chat_history.writers`). :func:`write_script` wraps a script's own Lua in the
-code every such script shares, so a script says only what it decides and what it changes:
+filled in by execution: writer id, the entry to record, its lifetime (negative for a
+possible re-send), the entry expected; see :mod:`redis_chat_history.writers`).
+:func:`write_script` wraps a script's own Lua in the code every such script shares, so a
+script says only what it decides and what it changes:
 
 - **named keys and arguments**: ``keys=("history",)`` and ``args=("ttl", "keep")`` become
   Lua locals (``history``, ``ttl``, ``keep``); ``rest="messages"`` names the index of the
@@ -13,18 +14,22 @@ code every such script shares, so a script says only what it decides and what it
   see :mod:`redis_chat_history.slots`) with one field per writer of the last window,
   ``"<sequence>,<expiry>,<result>"`` (expiry in server seconds; the result is any string,
   last, so it may hold ``,`` or ``;``). A sequence number not above the writer's recorded
-  one is a re-send: the script changes nothing and replies ``{0, <on_resend>}``. Each write
-  reads and writes one field (HMGET, HSET): O(1) whatever the number of writers. The hash's
-  own expiry is only ever extended, to the end of the longest window of a live entry (the
-  ``~`` field says when that is, so EXPIRE is sent at most once a second); a new writer's first write
-  samples two fields (HRANDFIELD) and drops those whose own window has passed, so the hash
-  stays within about twice its live writers;
+  one is a re-send: the script changes nothing and replies ``{0, <on_resend>}``. A
+  *chained* write (its token names the entry it expects, and finds it) reads one field
+  and writes one (HGET, HSET) and nothing else; any other write reads its field and the
+  ``~`` field (HMGET), the clock (TIME), and records an expiry of at least now + the
+  lifetime: O(1) whatever the number of writers. The hash's own expiry is only ever
+  extended, to the end of the longest-lived entry (the ``~`` field says when that is, so
+  EXPIRE is sent at most once a second); a new writer's first write samples two fields
+  (HRANDFIELD) and drops those whose own expiry has passed, so the hash stays within
+  about twice its live writers;
 - **the order that keeps a refusal harmless**: ``decide`` (reads only) sets ``result`` (what a
   re-send replies, a string) and may set ``unchanged = true``; then the write is recorded;
-  then ``apply`` changes data and returns ``{1, <reply>}``. A write that changes nothing
+  then ``apply`` changes data and returns ``{1, <reply>}`` (or, cheaper for Redis to
+  reply, a bare number: the parsers take it as applied). A write that changes nothing
   records nothing and replies ``{2, result}`` (no companion key for a delete of nothing),
-  unless it is a re-send (the flag): an earlier copy may still arrive, and must find it
-  recorded (it is, and ``apply`` is skipped all the same).
+  unless it is a possible re-send (a negative lifetime): an earlier copy may still
+  arrive, and must find it recorded (it is, and ``apply`` is skipped all the same).
   Reads use ``redis.pcall`` and ``if failed(x) then return refused(x) end``: a command this
   user may not run (NOPERM) stops the script with an ``RCHPLAIN`` error before anything
   changed (execution then switches to the write's plain twin); any other error (WRONGTYPE,
@@ -68,7 +73,7 @@ from typing import Any, TypeVar
 
 from redis_chat_history.operations.plans import WRITER, Command, Plan, Script
 from redis_chat_history.slots import writers_key_of
-from redis_chat_history.writers import TOKEN_ARGUMENTS
+from redis_chat_history.writers import EXPIRY_SPREAD, TOKEN_ARGUMENTS
 
 T = TypeVar("T")
 
@@ -78,9 +83,9 @@ _RESERVED = frozenset(
     [
         "writers",
         "writer",
-        "seq",
-        "window",
+        "expected",
         "now",
+        "least",
         "book",
         "entry",
         "until_",
@@ -92,7 +97,6 @@ _RESERVED = frozenset(
         "expiry",
         "record",
         "ok",
-        "later",
         "sample",
         "other",
         "failed",
@@ -101,67 +105,100 @@ _RESERVED = frozenset(
     ]
 )
 
-# The code every write script shares, straight-line (closures cost ~1 µs per call each).
-# HMGET replies false for a missing field.
+# The code every write script shares, straight-line: ``failed(x)`` and ``refused(x)`` are
+# inlined (a closure costs Redis time on every call). A chained write (ARGV[4], the entry
+# it expects, is there: see writers.py) reads one field and writes one: HGET, HSET. Any
+# other write reads its entry and the hash's expiry (HMGET replies false for a missing
+# field), the clock, and checks the proposed expiry. ARGV[3] is the entry's lifetime,
+# negative when an earlier send of the call may still arrive.
+_FAILED = "(type(X) == 'table' and X.err ~= nil)"
+_REFUSED = (
+    "redis.error_reply(((string.find(X.err, 'NOPERM', 1, true) "
+    "or string.find(X.err, \"can't run\", 1, true)) and 'RCHPLAIN ' or '') .. X.err)"
+)
+_CALLS = re.compile(r"\b(failed|refused)\(([A-Za-z_][A-Za-z0-9_]*)\)")
+
+
+def _inlined(lua: str) -> str:
+    """``lua`` with ``failed(x)`` and ``refused(x)`` written out."""
+    return _CALLS.sub(
+        lambda m: (_FAILED if m.group(1) == "failed" else _REFUSED).replace("X", m.group(2)), lua
+    )
+
+
 _PRELUDE = """
-local function failed(reply) return type(reply) == 'table' and reply.err ~= nil end
-local function refused(reply)
-  local e = reply.err
-  if string.find(e, 'NOPERM', 1, true) or string.find(e, "can't run", 1, true) then
-    return redis.error_reply('RCHPLAIN ' .. e)
+local writer, record, expected = ARGV[1], ARGV[2], ARGV[4]
+local entry, until_ = false, false
+if expected ~= '' then
+  entry = redis.pcall('HGET', writers, writer)
+  if failed(entry) then return refused(entry) end
+  if entry ~= expected then
+    until_ = redis.pcall('HGET', writers, '~')
+    if failed(until_) then return refused(until_) end
+    expected = false
   end
-  return redis.error_reply(e)
+else
+  local book = redis.pcall('HMGET', writers, writer, '~')
+  if book.err then return refused(book) end
+  entry, until_, expected = book[1], book[2], false
 end
-local writer, seq, window = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local book = redis.pcall('HMGET', writers, writer, '~')
-if book.err then return refused(book) end
-local entry, until_ = book[1], book[2]
-if entry then
+if entry and not expected then
   local last, recorded = string.match(entry, '^(%x+),%d+,(.*)$')
-  if tonumber(last, 16) >= tonumber(seq, 16) then
+  if tonumber(last, 16) >= tonumber(string.match(record, '^%x+'), 16) then
     -- a re-send: rewrite the record so that WAIT on this connection covers the first copy
     redis.pcall('HSET', writers, writer, entry)
     return {0, __ON_RESEND__}
   end
 end
-local clock = redis.pcall('TIME')
-if clock.err then return refused(clock) end
-local now = tonumber(clock[1])
 """
 
 #: What ``undo()`` in a script's ``apply`` stands for (inlined). HSET ran, so it is
 #: permitted: a tombstone never matches a re-send.
 _UNDO = (
-    "(function() if not until_ then redis.pcall('DEL', writers) "
-    "else redis.pcall('HSET', writers, writer, entry or '0,0,') end end)()"
+    "(function() if entry then redis.pcall('HSET', writers, writer, entry) "
+    "elseif until_ then redis.pcall('HSET', writers, writer, '0,0,') "
+    "else redis.pcall('DEL', writers) end end)()"
 )
 
 _RECORD = """
-if unchanged and ARGV[4] == '0' then return {2, result} end
-local expiry = now + window + 1
-local record = seq .. ',' .. expiry .. ',' .. result
+if unchanged and tonumber(ARGV[3]) > 0 then return {2, result} end
 local ok
-if not until_ or tonumber(until_) < expiry then
-  ok = redis.pcall('HSET', writers, writer, record, '~', expiry)
+if expected then
+  -- chained: the expiry sent (the previous write's) still covers this write's window
+  ok = redis.pcall('HSET', writers, writer, record .. result)
   if type(ok) == 'table' then return refused(ok) end
-  ok = redis.pcall('EXPIRE', writers, expiry - now)
-  if type(ok) == 'table' then __UNDO__ return refused(ok) end
 else
-  ok = redis.pcall('HSET', writers, writer, record)
-  if type(ok) == 'table' then return refused(ok) end
-end
-if not entry and until_ then
-  -- a new writer of a recent key: drop up to two entries whose own window has passed
-  local sample = redis.pcall('HRANDFIELD', writers, 2, 'WITHVALUES')
-  if not failed(sample) then
-    for at = 1, #sample, 2 do
-      local other = string.match(sample[at + 1], '^%x+,(%d+),')
-      if other and tonumber(other) < now then redis.pcall('HDEL', writers, sample[at]) end
+  local clock = redis.pcall('TIME')
+  if clock.err then return refused(clock) end
+  local now = tonumber(clock[1])
+  local least = now + math.abs(tonumber(ARGV[3])) + 1
+  local expiry = tonumber(string.match(record, ',(%d+),$'))
+  if not expiry or expiry < least or expiry > least + __SPREAD__ then
+    expiry = least
+    record = string.match(record, '^%x+,') .. expiry .. ','
+  end
+  if not until_ or tonumber(until_) < expiry then
+    ok = redis.pcall('HSET', writers, writer, record .. result, '~', expiry)
+    if type(ok) == 'table' then return refused(ok) end
+    ok = redis.pcall('EXPIRE', writers, expiry - now)
+    if type(ok) == 'table' then __UNDO__ return refused(ok) end
+  else
+    ok = redis.pcall('HSET', writers, writer, record .. result)
+    if type(ok) == 'table' then return refused(ok) end
+  end
+  if not entry and until_ then
+    -- a new writer of a recent key: drop up to two entries whose own window has passed
+    local sample = redis.pcall('HRANDFIELD', writers, 2, 'WITHVALUES')
+    if not failed(sample) then
+      for at = 1, #sample, 2 do
+        local other = string.match(sample[at + 1], '^%x+,(%d+),')
+        if other and tonumber(other) < now then redis.pcall('HDEL', writers, sample[at]) end
+      end
     end
   end
 end
 if unchanged then return {2, result} end
-"""
+""".replace("__SPREAD__", str(EXPIRY_SPREAD))
 
 
 @dataclass(frozen=True, eq=False)
@@ -194,6 +231,22 @@ class WriteScript(Script):
         (``None`` only for writes that have none: they then need scripts)."""
         return Plan((self.command(keys, args),), route, parse, True, True, plain)
 
+    def plan_for(
+        self,
+        key: str,
+        args: tuple[Any, ...],
+        rest: Sequence[Any],
+        parse: Callable[[list[Any]], T],
+        *,
+        plain: Callable[[], Plan[T]] | None,
+    ) -> Plan[T]:
+        """:meth:`plan` of a script whose one key is the history ``key`` (and its route),
+        built in one step: the declared ``args``, then the variadic ``rest``."""
+        if len(self.keys) != 1 or len(args) != len(self.args) or (rest and self.rest is None):
+            raise ValueError(f"{self.name}: 1 key, {len(args)} + {len(rest)} args given")
+        full = ("EVALSHA", self.sha, 2, key, writers_key_of(key), WRITER, *args, *rest)
+        return Plan((Command(full, self, 5),), key, parse, True, True, plain)
+
 
 def write_script(
     name: str,
@@ -222,17 +275,21 @@ def write_script(
     lines += [f"local {arg} = ARGV[{at}]" for at, arg in enumerate(args, first)]
     if rest:
         lines.append(f"local {rest} = {first + len(args)}")
-    source = "\n".join(
-        [
-            *lines,
-            _PRELUDE.replace("__ON_RESEND__", on_resend).strip("\n"),
-            "local result, unchanged = '', false",
-            decide.strip("\n"),
-            _RECORD.replace("__UNDO__", _UNDO).strip("\n"),
-            apply.replace("undo()", _UNDO).strip("\n"),
-            "",
-        ]
+    source = _inlined(
+        "\n".join(
+            [
+                *lines,
+                _PRELUDE.replace("__ON_RESEND__", on_resend).strip("\n"),
+                "local result, unchanged = '', false",
+                decide.strip("\n"),
+                _RECORD.replace("__UNDO__", _UNDO).strip("\n"),
+                apply.replace("undo()", _UNDO).strip("\n"),
+                "",
+            ]
+        )
     )
+    if re.search(r"\b(failed|refused)\(", source):
+        raise ValueError(f"{name}: failed() and refused() take a plain name (they are inlined)")
     return WriteScript(name, source, tuple(keys), tuple(args), rest)
 
 
@@ -243,16 +300,18 @@ def plain_write(key: str, commands: Sequence[Command], parse: Callable[[list[Any
 
 
 # ---------------------------------------------------------------------------
-# Replies of a write script: {1, reply} applied, {0, on_resend} a recognised re-send,
-# {2, result} nothing to change (not recorded).
+# Replies of a write script: {1, reply} (or a bare reply) applied, {0, on_resend} a
+# recognised re-send, {2, result} nothing to change (not recorded).
 
 
 def parse_result_int(replies: list[Any]) -> int:
-    return int(replies[0][1])
+    reply = replies[0]
+    return reply if type(reply) is int else int(reply[1])
 
 
 def parse_result_bool(replies: list[Any]) -> bool:
-    return bool(int(replies[0][1]))
+    reply = replies[0]
+    return bool(reply if type(reply) is int else int(reply[1]))
 
 
 # ---------------------------------------------------------------------------
