@@ -15,6 +15,7 @@ from langchain_core.runnables.history import RunnableWithMessageHistory
 from redis_chat_history import RedisChatMessageHistory, RedisChatStore
 from redis_chat_history.operations import is_companion_key
 from redis_chat_history.store import glob_escape
+from redis_chat_history.writers import EXPIRY_SPREAD, lifetime_of
 
 GLOB_IDS = ["a*", "a?", "[x]", "a\\b", "a[bc]d", "*", "?"]
 SIBLINGS = ["ab", "abc", "x", "a\\\\b", "abd", "acd", "a", "b"]
@@ -102,10 +103,11 @@ def test_delete_sessions(url: str) -> None:
     client = store._provider.sync()
     # What stays is each history's writers key, so that a re-sent delete is recognised;
     # it expires once no re-send can arrive any more.
-    window = store._provider.policy.longest_call_seconds
+    policy = store._provider.policy
+    lifetime = lifetime_of(policy.window_seconds, policy.send_seconds)
     for raw in client.scan_iter("message_store:*"):
         assert is_companion_key(raw.decode()), raw
-        assert 0 < client.ttl(raw) <= window + 1
+        assert 0 < client.ttl(raw) <= lifetime + EXPIRY_SPREAD + 1
 
 
 def test_stats(url: str) -> None:

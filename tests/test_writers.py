@@ -157,21 +157,23 @@ def test_a_resent_delete_that_deleted_is_recognised_and_a_noop_resend_is_recorde
     history.add_user_message("a")
     plan = WRITES["delete"].sample(history.key)
     request = plan.commands[0].as_eval()
+    at = plan.commands[0].writer_at  # after the keys the script names
+    assert at is not None
     token = WriterToken("feedbeef00", 9, 300)
-    assert client.execute_command(*token.fill(request, 5)) == [1, 1]  # deleted, recorded
+    assert client.execute_command(*token.fill(request, at)) == [1, 1]  # deleted, recorded
     history.add_user_message("later")
-    assert client.execute_command(*token.fill(request, 5)) == [0, b"1"]  # recognised
+    assert client.execute_command(*token.fill(request, at)) == [0, b"1"]  # recognised
     assert contents(history) == ["later"]
     # a delete of nothing sent a second time (an earlier copy may still arrive) is recorded
     noop = WriterToken("feedbeef01", 1, 300)
     empty = WRITES["delete"].sample(history.key + "x").commands[0].as_eval()
-    assert client.execute_command(*noop.fill(empty, 5)) == [2, b"0"]
+    assert client.execute_command(*noop.fill(empty, at)) == [2, b"0"]
     assert client.exists(writers_key(history.key + "x")) == 0
-    assert client.execute_command(*noop.fill(empty, 5)) == [2, b"0"]
+    assert client.execute_command(*noop.fill(empty, at)) == [2, b"0"]
     assert client.hget(writers_key(history.key + "x"), "feedbeef01") is not None
     client.rpush(history.key + "x", b"{}")  # written after: the late first copy is recognised
     first_copy = WriterToken("feedbeef01", 1, 300)
-    assert client.execute_command(*first_copy.fill(empty, 5)) == [0, b"0"]
+    assert client.execute_command(*first_copy.fill(empty, at)) == [0, b"0"]
     assert client.llen(history.key + "x") == 1
 
 

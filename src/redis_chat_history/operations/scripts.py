@@ -130,12 +130,13 @@ _PRELUDE = """
 local writer, record, expected = ARGV[1], ARGV[2], ARGV[4]
 local entry, until_ = false, false
 if expected ~= '' then
-  entry = redis.pcall('HGET', writers, writer)
-  if failed(entry) then return refused(entry) end
+  local got = redis.pcall('HMGET', writers, writer)
+  if got.err then return refused(got) end
+  entry = got[1]
   if entry ~= expected then
-    until_ = redis.pcall('HGET', writers, '~')
-    if failed(until_) then return refused(until_) end
-    expected = false
+    got = redis.pcall('HMGET', writers, '~')
+    if got.err then return refused(got) end
+    until_, expected = got[1], false
   end
 else
   local book = redis.pcall('HMGET', writers, writer, '~')

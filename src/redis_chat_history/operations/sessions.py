@@ -69,8 +69,9 @@ local length = redis.pcall('LLEN', history)
 if failed(length) then return refused(length) end
 local ttls = {{}}
 for at, name in ipairs({{history, data, index}}) do
-  ttls[at] = redis.pcall('PTTL', name)
-  if failed(ttls[at]) then return refused(ttls[at]) end
+  local ttl = redis.pcall('PTTL', name)
+  if failed(ttl) then return refused(ttl) end
+  ttls[at] = ttl
 end
 local thread = ttls[2] ~= -2 or ttls[3] ~= -2
 local expiring = ttls[1] >= 0 or ttls[2] >= 0 or ttls[3] >= 0
