@@ -101,6 +101,46 @@ def test_each_message_is_stored_once_and_storage_grows_linearly(redis_url: str) 
     assert abs(late - early) <= 0.15 * early, (early, late)
 
 
+def test_a_second_write_of_a_task_keeps_the_first_even_once_the_list_holds_it(
+    redis_url: str,
+) -> None:
+    """langgraph 1.1 replays a model call onto the old checkpoint with the same task id:
+    the stored write (the first) is kept, as InMemorySaver keeps it, even when the next
+    checkpoint's list holds the second one (it must not become a reference to it)."""
+    saver = RedisCheckpointSaver(redis_url)
+    question, first, second = (
+        HumanMessage("q", id="q"),
+        AIMessage("first answer", id="a1"),
+        AIMessage("second answer", id="a2"),
+    )
+
+    def checkpoint(number: int, messages: list[Any]) -> Any:
+        version = f"{number:012}.{0:010x}"
+        return (
+            {
+                "v": 4,
+                "id": f"1f000000-0000-6000-8000-00000000000{number}",
+                "ts": "2026-01-01T00:00:00+00:00",
+                "channel_values": {"messages": messages},
+                "channel_versions": {"messages": version},
+                "versions_seen": {},
+                "updated_channels": ["messages"],
+            },
+            {"messages": version},
+        )
+
+    root = {"configurable": {"thread_id": "t1", "checkpoint_ns": ""}}
+    one, versions = checkpoint(1, [question])
+    config = saver.put(root, one, {"source": "loop", "step": 1}, versions)
+    saver.put_writes(config, [("messages", [first])], "task-1")
+    saver.put_writes(config, [("messages", [second])], "task-1")  # kept out
+    two, versions = checkpoint(2, [question, second])
+    saver.put(config, two, {"source": "loop", "step": 2}, versions)
+    stored = saver.get_tuple(config)
+    assert stored is not None and stored.pending_writes == [("task-1", "messages", [first])]
+    assert RedisChatStore(redis_url).history("t1").messages == [question, second]
+
+
 def test_removal_fork_and_summary_start_new_segments(redis_url: str) -> None:
     client = redis.Redis.from_url(redis_url)
     store = RedisChatStore(redis_url)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from redis.crc import key_slot
@@ -97,3 +99,21 @@ def test_a_write_already_in_the_list_is_stored_as_a_reference() -> None:
         JsonPlusSerializer(), [("messages", [messages[1]])], "t", "", lambda v: ("a" * 16, 1)
     )
     assert rows[0][2].endswith(b"rch-wref\x00" + b"a" * 16 + b":1:1")
+
+
+def test_a_message_changed_in_place_and_written_is_not_taken_for_the_stored_one() -> None:
+    """langchain < 1.3's HumanInTheLoopMiddleware edits the AI message of the state in
+    place and writes it: the list's encoding, not the object's identity, is what it holds."""
+    tips = Tips()
+    messages = [HumanMessage("one", id="1"), AIMessage("two", id="2")]
+    tips.set("k", Tip("a" * 16, [encode_message(m) for m in messages], list(messages)))
+    messages[1].content = "TWO"  # the same object, changed
+    assert tips.locate("k", [messages[1]]) is None
+    row = (b"t\x000", [messages[1]], b"stored")
+    tips.remember_writes("k", "w\x00\x00c1", [row])  # type: ignore[list-item]
+    write = plan_messages(tips.get("k"), messages)
+    assert write is not None and write.mode == "r"
+    assert write.elements[1] == encode_message(AIMessage("TWO", id="2"))
+    rewrites = tips.rewrites("k", write)
+    assert [entry[:4] for entry in rewrites] == [("w\x00\x00c1", b"t\x000", 1, 1)]
+    assert rewrites[0][4] == hashlib.sha1(b"stored").hexdigest()

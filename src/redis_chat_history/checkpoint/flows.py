@@ -344,7 +344,7 @@ def put_writes(
     rows = write_rows(ctx.serde, writes, task_id, task_path, locate)
     if locate is not None:
         noted = [
-            (row[0], value)
+            (row[0], value, row[2])
             for (channel, value), row in zip(writes, rows, strict=True)
             if channel == "messages"
             and isinstance(value, list)

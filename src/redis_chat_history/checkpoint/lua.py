@@ -121,7 +121,8 @@ PUT = script(
 -- ARGV: 1 ns, 2 id, 3 record, 4 run id, 5 ttl, 6 messages mode ('' none, k keep,
 -- a append, r replace), 7 expected main seg, 8 expected main length, 9 new seg id,
 -- 10 messages blob field, 11 rewrites count, 12 blob pairs count, then rewrites
--- (writes field, row suffix, start from the oldest, count), blob field/value pairs,
+-- (writes field, row suffix, start from the oldest, count, sha1 of the row's value),
+-- blob field/value pairs,
 -- messages oldest first. KEYS[4]: the archive key of the main seg (mode 'r').
 local ns, id = ARGV[1], ARGV[2]
 local tail = ns .. '\\0' .. id
@@ -133,7 +134,7 @@ if mode ~= '' then
   if seg ~= ARGV[7] or length ~= tonumber(ARGV[8]) then return {2, seg, length} end
 end
 local rewrites_at = 13
-local pairs_at = rewrites_at + 4 * tonumber(ARGV[11])
+local pairs_at = rewrites_at + 5 * tonumber(ARGV[11])
 local first = pairs_at + 2 * tonumber(ARGV[12])
 if mode == 'r' then
   if redis.call('EXISTS', KEYS[1]) == 1 then
@@ -147,9 +148,9 @@ end
 if (mode == 'a' or mode == 'r') and first <= #ARGV then push(KEYS[1], first, #ARGV) end
 -- writes whose messages are now in the list become references to them
 local by_field = {}
-for at = rewrites_at, pairs_at - 1, 4 do
+for at = rewrites_at, pairs_at - 1, 5 do
   local wanted = by_field[ARGV[at]] or {}
-  wanted[ARGV[at + 1]] = ARGV[at + 2] .. ':' .. ARGV[at + 3]
+  wanted[ARGV[at + 1]] = {ARGV[at + 2] .. ':' .. ARGV[at + 3], ARGV[at + 4]}
   by_field[ARGV[at]] = wanted
 end
 for field, wanted in pairs(by_field) do
@@ -157,8 +158,11 @@ for field, wanted in pairs(by_field) do
   local changed = false
   for _, row in ipairs(rows) do
     local place = wanted[row[1]]
-    local head = place and string.match(row[2], '^([^%z]*%z[^%z]*%z)')
+    -- only the value the saver wrote (a re-sent write kept the first one)
+    local head = place and redis.sha1hex(row[2]) == place[2] and
+      string.match(row[2], '^([^%z]*%z[^%z]*%z)')
     if head then
+      place = place[1]
       row[2] = head .. 'rch-wref\\0' .. seg .. ':' .. place
       changed = true
     end

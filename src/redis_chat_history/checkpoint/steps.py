@@ -191,12 +191,13 @@ def put_plan(
     messages: MessagesWrite | None,
     messages_field: str,
     new_segment: str,
-    rewrites: Sequence[tuple[str, str, int, int]] = (),
+    rewrites: Sequence[tuple[str, str, int, int, str]] = (),
 ) -> Plan[PutReply]:
     """Store one checkpoint, its new blobs and (root namespace) its messages, atomically.
 
     ``rewrites`` name rows of writes fields whose messages the list holds after the put,
-    from a position counted from the oldest (they become references to them).
+    from a position counted from the oldest (they become references to them, when the
+    row still holds the value whose sha1 is given).
     """
     script_keys = keys.base
     mode = messages.mode if messages is not None else ""
@@ -220,8 +221,8 @@ def put_plan(
         len(rewrites),
         len(blobs),
     ]
-    for field, suffix, start, count in rewrites:
-        args += (field, suffix, start, count)
+    for field, suffix, start, count, digest in rewrites:
+        args += (field, suffix, start, count, digest)
     for name, value in blobs:
         args += (name, value)
     if messages is not None and sending:
