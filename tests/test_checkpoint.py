@@ -7,7 +7,6 @@ asserts on what Redis holds: the history list, the thread's keys, their sizes.
 from __future__ import annotations
 
 import asyncio
-import zlib
 from importlib.metadata import version
 from typing import Any
 
@@ -21,7 +20,7 @@ from packaging.version import Version
 
 from redis_chat_history import RedisChatStore
 from redis_chat_history.checkpoint import BrokenCheckpointError, RedisCheckpointSaver
-from redis_chat_history.checkpoint.steps import ThreadKeys
+from redis_chat_history.checkpoint.steps import ThreadKeys, parse_rows, unpack, unpack_record
 from redis_chat_history.demo import ScriptedChatModel, lookup
 
 THREAD = {"configurable": {"thread_id": "t1"}}
@@ -44,23 +43,35 @@ def turn(agent: Any, number: int, config: Any = THREAD) -> dict[str, Any]:
 OLD_SENDS = Version(version("langgraph")) < Version("1.2")
 
 
+def _readable(packed: bytes) -> bytes:
+    """A stored value as its serializer wrote it (deflated ones inflated)."""
+    kind, data = unpack(packed)
+    return kind.encode() + b"\x00" + data
+
+
 def stored_bytes(client: redis.Redis, keys: ThreadKeys) -> tuple[int, bytes]:
     """Bytes of every field, value, member and element of the thread, and all of them
-    (decompressed) concatenated, for counting what is stored."""
-    parts: list[bytes] = []
+    (each stored value inflated) concatenated, for counting what is stored."""
+    raw: list[bytes] = []
+    readable: list[bytes] = []
     for name, value in client.hgetall(keys.data).items():
-        if OLD_SENDS and b"__pregel_tasks" in name:
-            continue
-        kind, _, data = value.partition(b"\x00")
-        parts += [name, value]
-        if kind.startswith(b"z+"):
-            parts.append(zlib.decompress(data))
-    parts += client.zrange(keys.index, 0, -1)
-    parts += client.lrange(keys.history, 0, -1)
+        raw += [name, value]
+        if name[:2] in (b"v\x00", b"w\x00"):
+            readable += [_readable(part) for _, part in parse_rows(value)]
+    for member in client.zrange(keys.index, 0, -1):
+        raw.append(member)
+        if member[:2] == b"c\x00":
+            _ns, _id, size, rest = member[2:].split(b"\x00", 3)
+            record, writes = rest[: int(size)], rest[int(size) :]
+            _parent, metadata, checkpoint, _versions = unpack_record(record)
+            readable += [_readable(metadata), _readable(checkpoint)]
+            for _, row in parse_rows(writes):
+                channel, path, packed = row.split(b"\x00", 2)
+                readable += [channel, path, _readable(packed)]
+    raw += client.lrange(keys.history, 0, -1)
     for seg in client.zrangebylex(keys.index, "[g\x00", "[g\x00\xff"):
-        parts += client.lrange(client.hget(keys.data, seg), 0, -1)
-    size = sum(len(part) for part in parts[:])
-    return size, b"\x01".join(parts)
+        raw += client.lrange(client.hget(keys.data, seg), 0, -1)
+    return sum(len(part) for part in raw), b"\x01".join(raw + readable)
 
 
 def test_the_conversation_is_the_chat_history(redis_url: str) -> None:

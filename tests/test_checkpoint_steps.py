@@ -43,7 +43,7 @@ def test_writes_keep_task_path_and_come_back_in_langgraph_order() -> None:
     serde = JsonPlusSerializer()
     rows = write_rows(serde, [("b", 2), ("__error__", "boom")], "task-z", "path-2")
     rows += write_rows(serde, [("a", 1)], "task-a", "path-1")
-    assert [(suffix, replace) for suffix, replace, _ in rows] == [
+    assert [(suffix, replace) for suffix, replace, _, _ in rows] == [
         ("task-z\x000", False),
         ("task-z\x00-1", True),  # special writes are replaced, others kept (HSETNX-like)
         ("task-a\x000", False),
@@ -51,10 +51,10 @@ def test_writes_keep_task_path_and_come_back_in_langgraph_order() -> None:
     assert parse_rows(b"") == []
     joined = b"".join(
         f"{len(suffix)}\x00".encode() + suffix.encode() + f"{len(value)}\x00".encode() + value
-        for suffix, _, value in rows
+        for suffix, _, value, _ in rows
     )
     parsed = parse_rows(joined)
-    assert [suffix for suffix, _ in parsed] == [suffix for suffix, _, _ in rows]
+    assert [suffix for suffix, _ in parsed] == [row[0] for row in rows]
     writes = pending_writes(serde, parsed, None)  # type: ignore[arg-type]
     assert writes == [("task-a", "a", 1), ("task-z", "__error__", "boom"), ("task-z", "b", 2)]
 

@@ -5,17 +5,22 @@ Every script takes ``KEYS[1]`` the thread's history list (its *main segment*),
 by lexical ranges); all are in one Cluster slot (:mod:`redis_chat_history.slots`).
 The layout (``\\0`` separates the parts of a name)::
 
-    hash  main                        id of the segment the history list holds
-          g\\0<seg>                    key of an archived segment (a list)
-          k\\0<ns>\\0<id>               a checkpoint: ``parent\\0<n>\\0<blob list><m>\\0
-                                       <metadata><checkpoint>``, the blob list being
-                                       ``channel\\0version\\0`` pairs
-          w\\0<ns>\\0<id>               its pending writes: rows ``<n>\\0<task\\0idx>
-                                       <m>\\0<channel\\0path\\0type\\0bytes>``
-          b\\0<ns>\\0<channel>\\0<ver>   a channel value (``type\\0bytes``), or a reference
-                                       ``rch-ref\\0<seg>:<n>``: the oldest n messages of
-                                       segment seg
-    index c\\0<ns>\\0<id>, n\\0<ns>, g\\0<seg>, r\\0<run id>\\0<ns>\\0<id>
+    index c\\0<ns>\\0<id>\\0<n>\\0<record><writes>
+                                  a checkpoint: its record (``parent\\0<n>\\0<blob list>
+                                  <metadata and checkpoint>``, the blob list being
+                                  ``channel\\0version\\0`` pairs, ``=k`` for the version
+                                  of pair k) and its pending writes (rows ``<n>\\0
+                                  <task\\0idx><m>\\0<channel\\0path\\0type\\0bytes>``);
+                                  one member per checkpoint, ordered by (ns, id)
+          n\\0<ns>, g\\0<seg>, r\\0<run id>\\0<ns>\\0<id>
+    hash  main                    id of the segment the history list holds
+          g\\0<seg>               key of an archived segment (a list)
+          v\\0<ns>\\0<ver>        the values checkpoints gave version ver: rows
+                                  ``<n>\\0<channel><m>\\0<value>``, a value being
+                                  ``type\\0bytes`` or a reference ``rch-ref\\0<seg>:<n>``
+                                  (the oldest n messages of segment seg); no row: empty
+          w\\0<ns>\\0<id>         writes that came before their checkpoint (its put
+                                  moves them into its member)
 
 A write whose messages were appended to the history list is rewritten as a reference
 ``rch-wref\\0<seg>:<start>:<count>`` (those messages, counted from the oldest), so each
@@ -100,6 +105,49 @@ local function join_rows(rows)
   end
   return table.concat(parts)
 end
+-- the {channel, version} pairs of a blob list ('=k': the version of pair k)
+local function versions_of(list)
+  local fields, found = split(list), {}
+  for at = 1, #fields - 1, 2 do
+    local version = fields[at + 1]
+    if string.sub(version, 1, 1) == '=' then
+      version = found[tonumber(string.sub(version, 2))][2]
+    end
+    found[#found + 1] = {fields[at], version}
+  end
+  return found
+end
+-- the index member of checkpoint tail (ns .. '\\0' .. id), or nil
+local function member_of(tail)
+  local found = redis.call('ZRANGEBYLEX', KEYS[3], '[c\\0' .. tail .. '\\0',
+    '(c\\0' .. tail .. '\\1', 'LIMIT', 0, 1)
+  return found[1]
+end
+-- a member's tail, record and writes
+local function split_member(member)
+  local a = string.find(member, '\\0', 3, true)
+  local b = string.find(member, '\\0', a + 1, true)
+  local c = string.find(member, '\\0', b + 1, true)
+  local n = tonumber(string.sub(member, b + 1, c - 1))
+  return string.sub(member, 3, b - 1), string.sub(member, c + 1, c + n),
+    string.sub(member, c + n + 1)
+end
+local function make_member(tail, record, writes)
+  return 'c\\0' .. tail .. '\\0' .. #record .. '\\0' .. record .. writes
+end
+local function group_field(ns, version) return 'v\\0' .. ns .. '\\0' .. version end
+-- channel -> value of a version's values (cache: field -> map)
+local function read_group(cache, field)
+  local found = cache[field]
+  if not found then
+    found = {}
+    for _, row in ipairs(parse_rows(redis.call('HGET', KEYS[2], field))) do
+      found[row[1]] = row[2]
+    end
+    cache[field] = found
+  end
+  return found
+end
 local function push(key, first, last)
   for at = first, last, __CHUNK__ do
     redis.call('LPUSH', key, unpack(ARGV, at, math.min(at + __LAST__, last)))
@@ -120,13 +168,13 @@ PUT = script(
     """
 -- ARGV: 1 ns, 2 id, 3 record, 4 run id, 5 ttl, 6 messages mode ('' none, k keep,
 -- a append, r replace), 7 expected main seg, 8 expected main length, 9 new seg id,
--- 10 messages blob field, 11 rewrites count, 12 blob pairs count, then rewrites
--- (writes field, row suffix, start from the oldest, count, sha1 of the row's value),
--- blob field/value pairs,
--- messages oldest first. KEYS[4]: the archive key of the main seg (mode 'r').
+-- 10 the version of messages whose value is the list ('' none), 11 rewrites count,
+-- 12 values count, then rewrites (writes field, row suffix, start from the oldest,
+-- count, sha1 of the row's value), values (version, channel, value; '' empty), messages
+-- oldest first. KEYS[4]: the archive key of the main seg (mode 'r').
 local ns, id = ARGV[1], ARGV[2]
 local tail = ns .. '\\0' .. id
-if redis.call('HEXISTS', KEYS[2], 'k\\0' .. tail) == 1 then return {0} end
+if member_of(tail) then return {0} end
 local mode = ARGV[6]
 local seg = main_seg()
 if mode ~= '' then
@@ -134,8 +182,8 @@ if mode ~= '' then
   if seg ~= ARGV[7] or length ~= tonumber(ARGV[8]) then return {2, seg, length} end
 end
 local rewrites_at = 13
-local pairs_at = rewrites_at + 5 * tonumber(ARGV[11])
-local first = pairs_at + 2 * tonumber(ARGV[12])
+local values_at = rewrites_at + 5 * tonumber(ARGV[11])
+local first = values_at + 3 * tonumber(ARGV[12])
 if mode == 'r' then
   if redis.call('EXISTS', KEYS[1]) == 1 then
     redis.call('RENAME', KEYS[1], KEYS[4])
@@ -146,15 +194,25 @@ if mode == 'r' then
   redis.call('HSET', KEYS[2], 'main', seg)
 end
 if (mode == 'a' or mode == 'r') and first <= #ARGV then push(KEYS[1], first, #ARGV) end
+local length = redis.call('LLEN', KEYS[1])
 -- writes whose messages are now in the list become references to them
-local by_field = {}
-for at = rewrites_at, pairs_at - 1, 5 do
-  local wanted = by_field[ARGV[at]] or {}
+local by_tail = {}
+for at = rewrites_at, values_at - 1, 5 do
+  local where = string.sub(ARGV[at], 3)
+  local wanted = by_tail[where] or {}
   wanted[ARGV[at + 1]] = {ARGV[at + 2] .. ':' .. ARGV[at + 3], ARGV[at + 4]}
-  by_field[ARGV[at]] = wanted
+  by_tail[where] = wanted
 end
-for field, wanted in pairs(by_field) do
-  local rows = parse_rows(redis.call('HGET', KEYS[2], field))
+for where, wanted in pairs(by_tail) do
+  local member = member_of(where)
+  local record, raw
+  if member then
+    local _skip
+    _skip, record, raw = split_member(member)
+  else
+    raw = redis.call('HGET', KEYS[2], 'w\\0' .. where)
+  end
+  local rows = parse_rows(raw)
   local changed = false
   for _, row in ipairs(rows) do
     local place = wanted[row[1]]
@@ -162,18 +220,58 @@ for field, wanted in pairs(by_field) do
     local head = place and redis.sha1hex(row[2]) == place[2] and
       string.match(row[2], '^([^%z]*%z[^%z]*%z)')
     if head then
-      place = place[1]
-      row[2] = head .. 'rch-wref\\0' .. seg .. ':' .. place
+      row[2] = head .. 'rch-wref\\0' .. seg .. ':' .. place[1]
       changed = true
     end
   end
-  if changed then redis.call('HSET', KEYS[2], field, join_rows(rows)) end
+  if changed and member then
+    redis.call('ZREM', KEYS[3], member)
+    redis.call('ZADD', KEYS[3], 0, make_member(where, record, join_rows(rows)))
+  elseif changed then
+    redis.call('HSET', KEYS[2], 'w\\0' .. where, join_rows(rows))
+  end
 end
-for at = pairs_at, first - 1, 2 do redis.call('HSET', KEYS[2], ARGV[at], ARGV[at + 1]) end
-local length = redis.call('LLEN', KEYS[1])
-if ARGV[10] ~= '' then redis.call('HSET', KEYS[2], ARGV[10], REF .. seg .. ':' .. length) end
-redis.call('HSET', KEYS[2], 'k\\0' .. tail, ARGV[3])
-redis.call('ZADD', KEYS[3], 0, 'c\\0' .. tail, 0, 'n\\0' .. ns)
+-- the values this checkpoint gives new versions, one field per version
+local groups, order = {}, {}
+local function give(version, channel, value)
+  local field = group_field(ns, version)
+  if not groups[field] then
+    groups[field] = {}
+    order[#order + 1] = field
+  end
+  groups[field][channel] = value
+end
+for at = values_at, first - 1, 3 do give(ARGV[at], ARGV[at + 1], ARGV[at + 2]) end
+if ARGV[10] ~= '' then give(ARGV[10], 'messages', REF .. seg .. ':' .. length) end
+for _, field in ipairs(order) do
+  local given = groups[field]
+  local rows, kept = parse_rows(redis.call('HGET', KEYS[2], field)), {}
+  for _, row in ipairs(rows) do
+    local value = given[row[1]]
+    if value == nil then
+      kept[#kept + 1] = row
+    elseif value ~= '' then  -- '': empty (no row)
+      kept[#kept + 1] = {row[1], value}
+    end
+    given[row[1]] = nil
+  end
+  for at = values_at, first - 1, 3 do
+    local channel = ARGV[at + 1]
+    if given[channel] and group_field(ns, ARGV[at]) == field then
+      if given[channel] ~= '' then kept[#kept + 1] = {channel, given[channel]} end
+      given[channel] = nil
+    end
+  end
+  if given['messages'] then kept[#kept + 1] = {'messages', given['messages']} end
+  if #kept > 0 then
+    redis.call('HSET', KEYS[2], field, join_rows(kept))
+  else
+    redis.call('HDEL', KEYS[2], field)
+  end
+end
+local early = redis.call('HGET', KEYS[2], 'w\\0' .. tail)
+if early then redis.call('HDEL', KEYS[2], 'w\\0' .. tail) end
+redis.call('ZADD', KEYS[3], 0, make_member(tail, ARGV[3], early or ''), 0, 'n\\0' .. ns)
 if ARGV[4] ~= '' then redis.call('ZADD', KEYS[3], 0, 'r\\0' .. ARGV[4] .. '\\0' .. tail) end
 expire_all(tonumber(ARGV[5]))
 return {1, seg, length}
@@ -185,178 +283,62 @@ return {1, seg, length}
 PUT_WRITES = script(
     "put_writes",
     """
--- ARGV: 1 ns, 2 checkpoint id, 3 ttl, then triples: row suffix, replace flag, value
-local field = 'w\\0' .. ARGV[1] .. '\\0' .. ARGV[2]
-local rows = parse_rows(redis.call('HGET', KEYS[2], field))
+-- ARGV: 1 ns, 2 checkpoint id, 3 ttl, then per row: suffix, replace flag, value, n, and
+-- n history encodings of its messages (oldest first: a reference when the list has them)
+local tail = ARGV[1] .. '\\0' .. ARGV[2]
+local member = member_of(tail)
+local record, raw
+if member then
+  local _skip
+  _skip, record, raw = split_member(member)
+else
+  raw = redis.call('HGET', KEYS[2], 'w\\0' .. tail)
+end
+local rows = parse_rows(raw)
 local where = {}
 for at, row in ipairs(rows) do where[row[1]] = at end
+-- where the encodings ARGV[at .. at + n - 1] are, consecutive, among the list's n + 4
+-- newest elements (a put that appended them ran first)
+local function locate(at, n)
+  local length = redis.call('LLEN', KEYS[1])
+  local window = redis.call('LRANGE', KEYS[1], 0, n + 3)
+  for start = length - n, math.max(0, length - #window), -1 do
+    local same = true
+    for j = 0, n - 1 do
+      if window[length - start - j] ~= ARGV[at + j] then same = false break end
+    end
+    if same then return start end
+  end
+  return nil
+end
 local changed = 0
-for at = 4, #ARGV, 3 do
-  local found = where[ARGV[at]]
-  if not found then
-    rows[#rows + 1] = {ARGV[at], ARGV[at + 2]}
-    where[ARGV[at]] = #rows
-    changed = changed + 1
-  elseif ARGV[at + 1] == '1' then
-    rows[found][2] = ARGV[at + 2]
+local at = 4
+while at <= #ARGV do
+  local suffix, value, n = ARGV[at], ARGV[at + 2], tonumber(ARGV[at + 3])
+  local found = where[suffix]
+  if not found or ARGV[at + 1] == '1' then
+    if n > 0 and n <= 32 then
+      local start = locate(at + 4, n)
+      local head = start and string.match(value, '^([^%z]*%z[^%z]*%z)')
+      if head then value = head .. 'rch-wref\\0' .. main_seg() .. ':' .. start .. ':' .. n end
+    end
+    if found then
+      rows[found][2] = value
+    else
+      rows[#rows + 1] = {suffix, value}
+      where[suffix] = #rows
+    end
     changed = changed + 1
   end
+  at = at + 4 + n
 end
-if changed > 0 then redis.call('HSET', KEYS[2], field, join_rows(rows)) end
+if changed > 0 and member then
+  redis.call('ZREM', KEYS[3], member)
+  redis.call('ZADD', KEYS[3], 0, make_member(tail, record, join_rows(rows)))
+elseif changed > 0 then
+  redis.call('HSET', KEYS[2], 'w\\0' .. tail, join_rows(rows))
+end
 expire_all(tonumber(ARGV[3]))
 return changed
-""",
-)
-
-# Reading: checkpoint records with their blobs and writes, and the message segments they
-# reference (each segment read once, as far as the longest reference needs).
-_READ_RECORDS = """
-local function read_records(ns, ids, only)
-  local records, longest = {}, {}
-  local function need(seg, n) if n > (longest[seg] or 0) then longest[seg] = n end end
-  for _, id in ipairs(ids) do
-    local tail = ns .. '\\0' .. id
-    local raw = redis.call('HGET', KEYS[2], 'k\\0' .. tail)
-    if not raw then
-      if redis.call('ZSCORE', KEYS[3], 'c\\0' .. tail) then
-        return nil, 'checkpoint ' .. id .. ' is indexed but its record is gone'
-      end
-    else
-      local parent, list = parse_record(raw)
-      local blobs = {}
-      local fields = split(list)
-      for at = 1, #fields, 2 do
-        if not only or only[fields[at]] then
-          local value = redis.call('HGET', KEYS[2], 'b\\0' .. ns .. '\\0' .. fields[at] ..
-            '\\0' .. fields[at + 1])
-          if value then
-            blobs[#blobs + 1] = fields[at]
-            blobs[#blobs + 1] = value
-            if string.sub(value, 1, #REF) == REF then
-              local seg, n = parse_ref(value)
-              if seg then need(seg, n) end
-            end
-          end
-        end
-      end
-      local writes = redis.call('HGET', KEYS[2], 'w\\0' .. tail) or ''
-      for _, row in ipairs(parse_rows(writes)) do
-        local seg, start, count = write_ref(row[2])
-        if seg then need(seg, start + count) end
-      end
-      records[#records + 1] = {id, raw, parent, blobs, writes}
-    end
-  end
-  local segments = {}
-  for seg, n in pairs(longest) do
-    local key = segment_key(seg)
-    local length = 0
-    if key then length = redis.call('LLEN', key) end
-    if length < n then
-      return nil, 'segment ' .. seg .. ' holds ' .. length .. ' messages, a checkpoint needs ' .. n
-    end
-    segments[#segments + 1] = seg
-    segments[#segments + 1] = redis.call('LRANGE', key, -n, -1)
-  end
-  return records, segments
-end
-local function latest(ns)
-  local prefix = 'c\\0' .. ns .. '\\0'
-  local found = redis.call('ZREVRANGEBYLEX', KEYS[3], '[' .. prefix .. '\\255', '[' .. prefix,
-    'LIMIT', 0, 1)
-  if #found == 0 then return nil end
-  return string.sub(found[1], #prefix + 1)
-end
-"""
-
-#: Reads checkpoints: ARGV 1 ns, 2 ttl to refresh (0: none), 3.. ids ('' alone: the
-#: latest). Replies {1, main seg, main length, records, segments} or {-1, what broke};
-#: a record is {id, record, parent, blobs as channel/value pairs, writes field}.
-READ = script(
-    "read",
-    _READ_RECORDS
-    + """
-local ids = {}
-if ARGV[3] == '' then
-  local id = latest(ARGV[1])
-  if not id then
-    if redis.call('EXISTS', KEYS[3]) == 0 and redis.call('HLEN', KEYS[2]) > 1 then
-      return {-1, 'its index is gone but its data is not'}
-    end
-    return {1, main_seg(), redis.call('LLEN', KEYS[1]), {}, {}}
-  end
-  ids[1] = id
-else
-  for at = 3, #ARGV do ids[#ids + 1] = ARGV[at] end
-end
-local records, segments = read_records(ARGV[1], ids, nil)
-if not records then return {-1, segments} end
-expire_all(tonumber(ARGV[2]))
-return {1, main_seg(), redis.call('LLEN', KEYS[1]), records, segments}
-""",
-)
-
-#: One page of a listing: ARGV 1 ns, 2 before id ('' none), 3 count. Replies the ids and
-#: records of the page, newest first: {id, record, id, record, ...}.
-PAGE = script(
-    "page",
-    """
-local prefix = 'c\\0' .. ARGV[1] .. '\\0'
-local top = '[' .. prefix .. '\\255'
-if ARGV[2] ~= '' then top = '(' .. prefix .. ARGV[2] end
-local members = redis.call('ZREVRANGEBYLEX', KEYS[3], top, '[' .. prefix, 'LIMIT', 0,
-  tonumber(ARGV[3]))
-local reply = {}
-for _, member in ipairs(members) do
-  local id = string.sub(member, #prefix + 1)
-  reply[#reply + 1] = id
-  reply[#reply + 1] = redis.call('HGET', KEYS[2], 'k\\0' .. ARGV[1] .. '\\0' .. id) or ''
-end
-return reply
-""",
-)
-
-#: The parent chain of a checkpoint for delta channels: ARGV 1 ns, 2 id ('' latest),
-#: 3.. channels. Replies {1, ancestors, segments}, each ancestor {id, writes of the
-#: channels as suffix/value pairs, seeds as channel/value pairs}, nearest first.
-DELTA = script(
-    "delta",
-    _READ_RECORDS
-    + """
-local ns, id = ARGV[1], ARGV[2]
-if id == '' then id = latest(ns) end
-if not id then return {1, {}, {}} end
-local remaining, left = {}, 0
-for at = 3, #ARGV do remaining[ARGV[at]] = true left = left + 1 end
-local chain, all_segments = {}, {}
-local raw = redis.call('HGET', KEYS[2], 'k\\0' .. ns .. '\\0' .. id)
-local current = raw and parse_record(raw)
-while current and current ~= '' and left > 0 do
-  local records, segments = read_records(ns, {current}, remaining)
-  if not records then return {-1, segments} end
-  if #records == 0 then break end
-  local record = records[1]
-  local writes, seeds = {}, {}
-  for _, row in ipairs(parse_rows(record[5])) do
-    if remaining[string.match(row[2], '^([^%z]*)')] then
-      writes[#writes + 1] = row[1]
-      writes[#writes + 1] = row[2]
-    end
-  end
-  for at = 1, #record[4], 2 do
-    local channel, value = record[4][at], record[4][at + 1]
-    if remaining[channel] and string.sub(value, 1, 6) ~= 'empty\\0' then
-      seeds[#seeds + 1] = channel
-      seeds[#seeds + 1] = value
-    end
-  end
-  for at = 1, #seeds, 2 do
-    if remaining[seeds[at]] then remaining[seeds[at]] = nil left = left - 1 end
-  end
-  for _, part in ipairs(segments) do all_segments[#all_segments + 1] = part end
-  chain[#chain + 1] = {current, writes, seeds}
-  current = record[3]
-end
-return {1, chain, all_segments}
 """,
 )

@@ -20,14 +20,16 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from redis_chat_history.checkpoint import lua
+from redis_chat_history.checkpoint import lua, lua_reads
 from redis_chat_history.checkpoint.messages import MessagesWrite
+from redis_chat_history.checkpoint.zdict import deflate, inflate
 from redis_chat_history.operations.plans import Command, Plan
 from redis_chat_history.slots import CHECKPOINT_INDEX, CHECKPOINTS, SEGMENT, companion_key
 
 SEP = "\x00"
 REF = b"rch-ref\x00"
 EMPTY = ("empty", b"")
+_EMPTY = b"empty\x00"
 
 
 @dataclass(frozen=True)
@@ -57,26 +59,31 @@ class ThreadKeys:
         return [self.history, self.data, self.index]
 
 
-#: Values at least this long are stored zlib-compressed when that makes them smaller
-#: (checkpoints compress to about half: versions and channel names repeat).
-COMPRESS_FROM = 200
+#: Values at least this long are stored deflated (against :mod:`.zdict`'s dictionary)
+#: when that makes them smaller: checkpoints, metadata and messages repeat its shapes.
+COMPRESS_FROM = 24
+_DEFLATED = b"d1+\x00"
 _ZLIB = "z+"
 
 
 def pack(typed: tuple[str, bytes]) -> bytes:
-    """A serializer's ``(type, bytes)`` as stored: ``type\\0bytes`` (``z+type`` compressed)."""
+    """A serializer's ``(type, bytes)`` as stored: ``type\\0bytes``, or ``d1+\\0`` and
+    that deflated."""
     kind, data = typed
+    plain = kind.encode() + b"\x00" + data
     if len(data) >= COMPRESS_FROM:
-        packed = zlib.compress(data, 6)
-        if len(packed) < len(data):
-            return f"{_ZLIB}{kind}\x00".encode() + packed
-    return kind.encode() + b"\x00" + data
+        packed = deflate(plain)
+        if len(packed) + len(_DEFLATED) < len(plain):
+            return _DEFLATED + packed
+    return plain
 
 
 def unpack(raw: bytes) -> tuple[str, bytes]:
+    if raw.startswith(_DEFLATED):
+        raw = inflate(raw[len(_DEFLATED) :])
     kind, _, data = raw.partition(b"\x00")
     text = kind.decode()
-    if text.startswith(_ZLIB):
+    if text.startswith(_ZLIB):  # (the first layout's)
         return text[len(_ZLIB) :], zlib.decompress(data)
     return text, data
 
@@ -88,7 +95,7 @@ def version_text(version: Any) -> str:
     if isinstance(version, float):
         return f"~{version!r}"
     text = str(version)
-    return "'" + text if text[:1] in ("#", "~", "'") else text
+    return "'" + text if text[:1] in ("#", "~", "'", "=") else text
 
 
 def version_of(text: str) -> Any:
@@ -100,7 +107,8 @@ def version_of(text: str) -> Any:
 
 
 def blob_field(ns: str, channel: str, version: Any) -> str:
-    return f"b{SEP}{ns}{SEP}{channel}{SEP}{version_text(version)}"
+    """Names a channel value a put gives (read by :func:`put_plan`: ``version\\0channel``)."""
+    return f"{version_text(version)}{SEP}{channel}"
 
 
 def writes_field(ns: str, checkpoint_id: str) -> str:
@@ -108,10 +116,18 @@ def writes_field(ns: str, checkpoint_id: str) -> str:
 
 
 def versions_list(versions: dict[str, Any]) -> str:
-    """The blob fields of a checkpoint, as ``channel\\0version\\0`` pairs (read by Lua)."""
-    return "".join(
-        f"{channel}{SEP}{version_text(version)}{SEP}" for channel, version in versions.items()
-    )
+    """The channel versions of a checkpoint as ``channel\\0version\\0`` pairs (read by
+    Lua), a version already listed given as ``=k`` (that of pair k, from 1)."""
+    parts: list[str] = []
+    first: dict[str, int] = {}
+    for at, (channel, version) in enumerate(versions.items(), 1):
+        text = version_text(version)
+        if text in first:
+            parts.append(f"{channel}{SEP}={first[text]}{SEP}")
+        else:
+            first[text] = at
+            parts.append(f"{channel}{SEP}{text}{SEP}")
+    return "".join(parts)
 
 
 def _text(value: Any) -> str:
@@ -159,7 +175,11 @@ def unpack_record(raw: bytes) -> tuple[str, bytes, bytes, dict[str, Any]]:
     listed = _text(rest[: int(size)]).split(SEP)
     rest = rest[int(size) :]
     size, _, rest = rest.partition(b"\x00")
-    versions = {listed[at]: version_of(listed[at + 1]) for at in range(0, len(listed) - 1, 2)}
+    texts: list[str] = []
+    for at in range(1, len(listed), 2):
+        text = listed[at]
+        texts.append(texts[int(text[1:]) - 1] if text[:1] == "=" else text)
+    versions = {listed[2 * at]: version_of(text) for at, text in enumerate(texts)}
     return _text(parent), rest[: int(size)], rest[int(size) :], versions
 
 
@@ -193,8 +213,10 @@ def put_plan(
     new_segment: str,
     rewrites: Sequence[tuple[str, str, int, int, str]] = (),
 ) -> Plan[PutReply]:
-    """Store one checkpoint, its new blobs and (root namespace) its messages, atomically.
+    """Store one checkpoint, its new values and (root namespace) its messages, atomically.
 
+    ``blobs`` are the new values, named by :func:`blob_field` (an empty one is not
+    stored: no value is empty); ``messages_field`` names the one the list holds.
     ``rewrites`` name rows of writes fields whose messages the list holds after the put,
     from a position counted from the oldest (they become references to them, when the
     row still holds the value whose sha1 is given).
@@ -217,14 +239,15 @@ def put_plan(
         expected.segment if expected else "",
         len(expected.encoded) if expected else 0,
         new_segment,
-        messages_field,
+        messages_field.partition(SEP)[0],
         len(rewrites),
-        len(blobs),
     ]
+    given = [(name.partition(SEP), b"" if value == _EMPTY else value) for name, value in blobs]
+    args.append(len(given))
     for field, suffix, start, count, digest in rewrites:
         args += (field, suffix, start, count, digest)
-    for name, value in blobs:
-        args += (name, value)
+    for (version, _, channel), value in given:
+        args += (version, channel, value)
     if messages is not None and sending:
         args += messages.elements
     command = Command.call(lua.PUT, script_keys, args)
@@ -237,12 +260,15 @@ def put_writes_plan(
     ns: str,
     checkpoint_id: str,
     ttl: int,
-    writes: Sequence[tuple[str, bool, bytes]],
+    writes: Sequence[tuple[str, bool, bytes] | tuple[str, bool, bytes, Sequence[bytes]]],
 ) -> Plan[int]:
-    """Store ``(field suffix, replace, value)`` writes of one task of one checkpoint."""
+    """Store ``(field suffix, replace, value[, history encodings])`` writes of one task of
+    one checkpoint. A write given the history encodings of its messages is stored as a
+    reference to them when the history list holds them among its newest elements."""
     args: list[Any] = [ns, checkpoint_id, ttl]
-    for suffix, replace, value in writes:
-        args += (suffix, "1" if replace else "0", value)
+    for suffix, replace, value, *more in writes:
+        hints = list(more[0]) if more else []
+        args += (suffix, "1" if replace else "0", value, len(hints), *hints)
     command = Command.call(lua.PUT_WRITES, keys.base, args)
     return Plan(
         (command,), keys.history, lambda replies: int(replies[0]), writes=True, idempotent=True
@@ -316,7 +342,7 @@ def read_plan(keys: ThreadKeys, ns: str, ids: Sequence[str], *, ttl: int = 0) ->
         records = [_record(row) for row in reply[3]]
         return ReadReply(records, _segments(reply[4]), _text(reply[1]), int(reply[2]))
 
-    command = Command.call(lua.READ, keys.base, [ns, ttl, *(ids or [""])])
+    command = Command.call(lua_reads.READ, keys.base, [ns, ttl, *(ids or [""])])
     return Plan((command,), keys.history, parse, writes=ttl > 0)
 
 
@@ -328,7 +354,7 @@ def page_plan(keys: ThreadKeys, ns: str, before: str, count: int) -> Plan[list[t
             (_text(cid), unpack_record(raw)[1] if raw else b"") for cid, raw in _pairs(replies[0])
         ]
 
-    command = Command.call(lua.PAGE, keys.base, [ns, before, count])
+    command = Command.call(lua_reads.PAGE, keys.base, [ns, before, count])
     return Plan((command,), keys.history, parse)
 
 
@@ -369,5 +395,5 @@ def delta_plan(
             )
         return chain, _segments(reply[2]), None
 
-    command = Command.call(lua.DELTA, keys.base, [ns, checkpoint_id, *channels])
+    command = Command.call(lua_reads.DELTA, keys.base, [ns, checkpoint_id, *channels])
     return Plan((command,), keys.history, parse)

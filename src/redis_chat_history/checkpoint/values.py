@@ -19,7 +19,7 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
-from redis_chat_history.checkpoint.messages import Tip
+from redis_chat_history.checkpoint.messages import Tip, encode_or_none
 from redis_chat_history.checkpoint.steps import REF, Record, ThreadKeys, pack, unpack
 from redis_chat_history.codec import decode_newest_first
 from redis_chat_history.errors import CorruptHistoryError
@@ -102,22 +102,29 @@ def write_rows(
     task_id: str,
     task_path: str,
     locate: Callable[[Any], tuple[str, int] | None] | None = None,
-) -> list[tuple[str, bool, bytes]]:
-    """put_writes' rows: field suffix ``task\\0idx``, replace (special writes), value.
+) -> list[tuple[str, bool, bytes, list[bytes]]]:
+    """put_writes' rows: field suffix ``task\\0idx``, replace (special writes), value, and
+    the history encodings of a ``messages`` write (the script stores it as a reference
+    when the list holds them: the put that appends them may run first).
 
-    ``locate`` finds a ``messages`` write already in the history list: it is stored as
-    a reference to it.
+    ``locate`` finds a ``messages`` write already in the history list (as this saver last
+    saw it): it is stored as a reference to it. Given only for the root namespace of a
+    thread whose messages are its chat history.
     """
     rows = []
     for position, (channel, value) in enumerate(writes):
         idx = WRITES_IDX_MAP.get(channel, position)
         found = locate(value) if locate is not None and channel == "messages" else None
+        hints: list[bytes] = []
         if found is not None:
             head = f"{channel}\x00{task_path}\x00".encode("utf-8", "surrogateescape")
-            packed = head + pack((WREF, f"{found[0]}:{found[1]}:{len(value)}".encode()))
+            # (never deflated: the scripts read it)
+            packed = head + f"{WREF}\x00{found[0]}:{found[1]}:{len(value)}".encode()
         else:
             packed = pack_write(serde, channel, value, task_path)
-        rows.append((f"{task_id}\x00{idx}", idx < 0, packed))
+            if locate is not None and channel == "messages" and isinstance(value, list):
+                hints = encode_or_none(value) or []
+        rows.append((f"{task_id}\x00{idx}", idx < 0, packed, hints))
     return rows
 
 
