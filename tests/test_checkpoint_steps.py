@@ -8,6 +8,7 @@ from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from redis.crc import key_slot
 
+from redis_chat_history.checkpoint.forms import channel_code, channel_name, version_of, version_text
 from redis_chat_history.checkpoint.messages import Tip, Tips, plan_messages
 from redis_chat_history.checkpoint.steps import (
     ThreadKeys,
@@ -34,9 +35,30 @@ def test_values_records_and_rows_round_trip() -> None:
     assert unpack(pack(big)) == big and len(pack(big)) < 100  # compressed
     assert unpack(pack(("json", b"{}"))) == ("json", b"{}")
     raw = pack_record("parent-1", {"a": 1, "messages": "0001.ab"}, b"meta\x00x", b"check\x00y")
-    assert raw.startswith(b"parent-1\x00") and b"a\x00#1\x00messages\x000001.ab\x00" in raw
+    assert raw.startswith(b"parent-1\x00") and b"a\x00#1\x00!m\x000001.ab\x00" in raw
     versions = {"a": 1, "messages": "0001.ab"}
     assert unpack_record(raw) == ("parent-1", b"meta\x00x", b"check\x00y", versions)
+
+
+def test_names_langgraph_repeats_are_stored_short_and_come_back_exactly() -> None:
+    saver_version = "000000000297.24ca609dbe"
+    versions = {
+        "__start__": saver_version,
+        "messages": "000000000299.b99157e42e",
+        "branch:to:model": "000000000299.b99157e42e",  # the same: listed once
+        "!odd": "=1",
+        "^x": "^297.24ca609dbe",  # looks like a short form: escaped
+        "n": 2.5,
+    }
+    raw = pack_record("p", versions, b"m", b"c")
+    listed = raw.split(b"\x00", 2)[2]
+    assert b"!s\x00^297.24ca609dbe\x00!m\x00^299.b99157e42e\x00!bmodel\x00=2\x00" in listed
+    assert b"!!odd\x00'=1\x00^x\x00'^297.24ca609dbe\x00n\x00~2.5\x00" in listed
+    assert unpack_record(raw)[3] == versions
+    for channel in ["messages", "!m", "!!m", "branch:to:", "branch:to:x", "!bx", "__pregel_tasks"]:
+        assert channel_name(channel_code(channel)) == channel
+    for version in [saver_version, "1000000000000.24ca609dbe", "00000000029.24ca609dbe", 7, "#7"]:
+        assert version_of(version_text(version)) == version
 
 
 def test_writes_keep_task_path_and_come_back_in_langgraph_order() -> None:

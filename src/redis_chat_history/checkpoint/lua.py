@@ -242,7 +242,7 @@ local function give(version, channel, value)
   groups[field][channel] = value
 end
 for at = values_at, first - 1, 3 do give(ARGV[at], ARGV[at + 1], ARGV[at + 2]) end
-if ARGV[10] ~= '' then give(ARGV[10], 'messages', REF .. seg .. ':' .. length) end
+if ARGV[10] ~= '' then give(ARGV[10], '!m', REF .. seg .. ':' .. length) end
 for _, field in ipairs(order) do
   local given = groups[field]
   local rows, kept = parse_rows(redis.call('HGET', KEYS[2], field)), {}
@@ -262,7 +262,7 @@ for _, field in ipairs(order) do
       given[channel] = nil
     end
   end
-  if given['messages'] then kept[#kept + 1] = {'messages', given['messages']} end
+  if given['!m'] then kept[#kept + 1] = {'!m', given['!m']} end
   if #kept > 0 then
     redis.call('HSET', KEYS[2], field, join_rows(kept))
   else

@@ -14,22 +14,33 @@ Example::
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
 from redis_chat_history.checkpoint import lua, lua_reads
+from redis_chat_history.checkpoint.forms import (
+    _EMPTY,
+    SEP,
+    _text,
+    channel_code,
+    channel_name,
+    parse_rows,
+    unpack_record,
+)
+
+# (re-exported: the saver's operations and the tests name the stored forms here)
+from redis_chat_history.checkpoint.forms import EMPTY as EMPTY
+from redis_chat_history.checkpoint.forms import REF as REF
+from redis_chat_history.checkpoint.forms import blob_field as blob_field
+from redis_chat_history.checkpoint.forms import pack as pack
+from redis_chat_history.checkpoint.forms import pack_record as pack_record
+from redis_chat_history.checkpoint.forms import unpack as unpack
+from redis_chat_history.checkpoint.forms import writes_field as writes_field
 from redis_chat_history.checkpoint.messages import MessagesWrite
-from redis_chat_history.checkpoint.zdict import deflate, inflate
 from redis_chat_history.operations.plans import Command, Plan
 from redis_chat_history.slots import CHECKPOINT_INDEX, CHECKPOINTS, SEGMENT, companion_key
-
-SEP = "\x00"
-REF = b"rch-ref\x00"
-EMPTY = ("empty", b"")
-_EMPTY = b"empty\x00"
 
 
 @dataclass(frozen=True)
@@ -59,81 +70,6 @@ class ThreadKeys:
         return [self.history, self.data, self.index]
 
 
-#: Values at least this long are stored deflated (against :mod:`.zdict`'s dictionary)
-#: when that makes them smaller: checkpoints, metadata and messages repeat its shapes.
-COMPRESS_FROM = 24
-_DEFLATED = b"d1+\x00"
-_ZLIB = "z+"
-
-
-def pack(typed: tuple[str, bytes]) -> bytes:
-    """A serializer's ``(type, bytes)`` as stored: ``type\\0bytes``, or ``d1+\\0`` and
-    that deflated."""
-    kind, data = typed
-    plain = kind.encode() + b"\x00" + data
-    if len(data) >= COMPRESS_FROM:
-        packed = deflate(plain)
-        if len(packed) + len(_DEFLATED) < len(plain):
-            return _DEFLATED + packed
-    return plain
-
-
-def unpack(raw: bytes) -> tuple[str, bytes]:
-    if raw.startswith(_DEFLATED):
-        raw = inflate(raw[len(_DEFLATED) :])
-    kind, _, data = raw.partition(b"\x00")
-    text = kind.decode()
-    if text.startswith(_ZLIB):  # (the first layout's)
-        return text[len(_ZLIB) :], zlib.decompress(data)
-    return text, data
-
-
-def version_text(version: Any) -> str:
-    """A channel version as stored (names blob fields; read back by :func:`version_of`)."""
-    if isinstance(version, int) and not isinstance(version, bool):
-        return f"#{version}"
-    if isinstance(version, float):
-        return f"~{version!r}"
-    text = str(version)
-    return "'" + text if text[:1] in ("#", "~", "'", "=") else text
-
-
-def version_of(text: str) -> Any:
-    if text[:1] == "#":
-        return int(text[1:])
-    if text[:1] == "~":
-        return float(text[1:])
-    return text[1:] if text[:1] == "'" else text
-
-
-def blob_field(ns: str, channel: str, version: Any) -> str:
-    """Names a channel value a put gives (read by :func:`put_plan`: ``version\\0channel``)."""
-    return f"{version_text(version)}{SEP}{channel}"
-
-
-def writes_field(ns: str, checkpoint_id: str) -> str:
-    return f"w{SEP}{ns}{SEP}{checkpoint_id}"
-
-
-def versions_list(versions: dict[str, Any]) -> str:
-    """The channel versions of a checkpoint as ``channel\\0version\\0`` pairs (read by
-    Lua), a version already listed given as ``=k`` (that of pair k, from 1)."""
-    parts: list[str] = []
-    first: dict[str, int] = {}
-    for at, (channel, version) in enumerate(versions.items(), 1):
-        text = version_text(version)
-        if text in first:
-            parts.append(f"{channel}{SEP}={first[text]}{SEP}")
-        else:
-            first[text] = at
-            parts.append(f"{channel}{SEP}{text}{SEP}")
-    return "".join(parts)
-
-
-def _text(value: Any) -> str:
-    return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else str(value)
-
-
 # ---------------------------------------------------------------------------
 # Writes
 
@@ -153,50 +89,6 @@ def _parse_put(replies: list[Any]) -> PutReply:
     if int(reply[0]) == 0:
         return PutReply(0)
     return PutReply(int(reply[0]), _text(reply[1]), int(reply[2]))
-
-
-def pack_record(
-    parent_id: str, versions: dict[str, Any], metadata: bytes, checkpoint: bytes
-) -> bytes:
-    """A checkpoint as stored: ``parent\\0<n>\\0<blob list><m>\\0<metadata><checkpoint>``."""
-    listed = versions_list(versions).encode("utf-8", "surrogateescape")
-    head = f"{parent_id}\x00{len(listed)}\x00".encode()
-    return head + listed + f"{len(metadata)}\x00".encode() + metadata + checkpoint
-
-
-def unpack_record(raw: bytes) -> tuple[str, bytes, bytes, dict[str, Any]]:
-    """(parent id, packed metadata, packed checkpoint, channel versions) of a record.
-
-    The checkpoint is stored without its id and versions (the field name and the blob
-    list hold them).
-    """
-    parent, _, rest = raw.partition(b"\x00")
-    size, _, rest = rest.partition(b"\x00")
-    listed = _text(rest[: int(size)]).split(SEP)
-    rest = rest[int(size) :]
-    size, _, rest = rest.partition(b"\x00")
-    texts: list[str] = []
-    for at in range(1, len(listed), 2):
-        text = listed[at]
-        texts.append(texts[int(text[1:]) - 1] if text[:1] == "=" else text)
-    versions = {listed[2 * at]: version_of(text) for at, text in enumerate(texts)}
-    return _text(parent), rest[: int(size)], rest[int(size) :], versions
-
-
-def parse_rows(raw: bytes) -> list[tuple[str, bytes]]:
-    """The rows ``(task\\0idx, value)`` of a stored writes field."""
-    rows = []
-    at = 0
-    while at < len(raw):
-        cut = raw.index(b"\x00", at)
-        size = int(raw[at:cut])
-        suffix = raw[cut + 1 : cut + 1 + size]
-        at = cut + 1 + size
-        cut = raw.index(b"\x00", at)
-        size = int(raw[at:cut])
-        rows.append((_text(suffix), raw[cut + 1 : cut + 1 + size]))
-        at = cut + 1 + size
-    return rows
 
 
 def put_plan(
@@ -317,7 +209,7 @@ def _record(row: Sequence[Any]) -> Record:
         checkpoint,
         metadata,
         parent,
-        {_text(channel): value for channel, value in _pairs(blobs)},
+        {channel_name(_text(channel)): value for channel, value in _pairs(blobs)},
         parse_rows(writes),
         versions,
     )
@@ -390,10 +282,11 @@ def delta_plan(
                 Ancestor(
                     _text(ancestor_id),
                     [(_text(suffix), value) for suffix, value in _pairs(writes)],
-                    {_text(channel): value for channel, value in _pairs(seeds)},
+                    {channel_name(_text(channel)): value for channel, value in _pairs(seeds)},
                 )
             )
         return chain, _segments(reply[2]), None
 
-    command = Command.call(lua_reads.DELTA, keys.base, [ns, checkpoint_id, *channels])
+    coded = [channel_code(channel) for channel in channels]
+    command = Command.call(lua_reads.DELTA, keys.base, [ns, checkpoint_id, *coded])
     return Plan((command,), keys.history, parse)

@@ -11,8 +11,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from redis_chat_history.checkpoint.forms import SEP, _text
 from redis_chat_history.checkpoint.lua import script
-from redis_chat_history.checkpoint.steps import SEP, ThreadKeys, _pairs, _text
+from redis_chat_history.checkpoint.steps import ThreadKeys, _pairs
 from redis_chat_history.operations.plans import Command, Plan
 
 _DROP = """

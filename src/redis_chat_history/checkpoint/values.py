@@ -19,6 +19,7 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
+from redis_chat_history.checkpoint.forms import channel_code, channel_name
 from redis_chat_history.checkpoint.messages import Tip, encode_or_none
 from redis_chat_history.checkpoint.steps import REF, Record, ThreadKeys, pack, unpack
 from redis_chat_history.codec import decode_newest_first
@@ -91,8 +92,13 @@ def channel_values(serde: SerializerProtocol, record: Record, segments: Segments
     return values
 
 
+def _head(channel: str, task_path: str) -> bytes:
+    """A write's ``channel\\0path\\0`` (the channel stored short, see :mod:`.forms`)."""
+    return f"{channel_code(channel)}\x00{task_path}\x00".encode("utf-8", "surrogateescape")
+
+
 def pack_write(serde: SerializerProtocol, channel: str, value: Any, task_path: str) -> bytes:
-    head = f"{channel}\x00{task_path}\x00".encode("utf-8", "surrogateescape")
+    head = _head(channel, task_path)
     return head + pack(serde.dumps_typed(value))
 
 
@@ -117,9 +123,10 @@ def write_rows(
         found = locate(value) if locate is not None and channel == "messages" else None
         hints: list[bytes] = []
         if found is not None:
-            head = f"{channel}\x00{task_path}\x00".encode("utf-8", "surrogateescape")
             # (never deflated: the scripts read it)
-            packed = head + f"{WREF}\x00{found[0]}:{found[1]}:{len(value)}".encode()
+            packed = (
+                _head(channel, task_path) + f"{WREF}\x00{found[0]}:{found[1]}:{len(value)}".encode()
+            )
         else:
             packed = pack_write(serde, channel, value, task_path)
             if locate is not None and channel == "messages" and isinstance(value, list):
@@ -146,7 +153,8 @@ def pending_writes(
         task_id, _, idx = suffix.rpartition("\x00")
         channel, path, rest = raw.split(b"\x00", 2)
         key = writes_sort_key(path.decode("utf-8", "surrogateescape"), task_id, int(idx))
-        decoded.append((key, task_id, channel.decode("utf-8", "surrogateescape"), rest))
+        name = channel_name(channel.decode("utf-8", "surrogateescape"))
+        decoded.append((key, task_id, name, rest))
     decoded.sort(key=lambda row: row[0])
     return [
         (task_id, channel, _write_value(serde, rest, segments))
