@@ -56,8 +56,9 @@ def stored_bytes(client: redis.Redis, keys: ThreadKeys) -> tuple[int, bytes]:
     readable: list[bytes] = []
     for name, value in client.hgetall(keys.data).items():
         raw += [name, value]
-        if name[:2] in (b"v\x00", b"w\x00"):
-            readable += [_readable(part) for _, part in parse_rows(value)]
+        if name[:2] == b"v\x00":  # versions -> channels -> values
+            for _, values in parse_rows(value):
+                readable += [_readable(part) for _, part in parse_rows(values)]
     for member in client.zrange(keys.index, 0, -1):
         raw.append(member)
         if member[:2] == b"c\x00":

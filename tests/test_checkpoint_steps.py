@@ -120,7 +120,7 @@ def test_a_write_already_in_the_list_is_stored_as_a_reference() -> None:
     rows = write_rows(
         JsonPlusSerializer(), [("messages", [messages[1]])], "t", "", lambda v: ("a" * 16, 1)
     )
-    assert rows[0][2].endswith(b"rch-wref\x00" + b"a" * 16 + b":1:1")
+    assert rows[0][2].endswith(b"\x01w\x00" + b"a" * 16 + b":1:1")
 
 
 def test_a_message_changed_in_place_and_written_is_not_taken_for_the_stored_one() -> None:

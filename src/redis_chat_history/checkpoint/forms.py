@@ -23,7 +23,8 @@ from typing import Any
 from redis_chat_history.checkpoint.zdict import deflate, inflate
 
 SEP = "\x00"
-REF = b"rch-ref\x00"
+#: A value that is the oldest n messages of a segment: ``\\1r\\0<seg>:<n>``.
+REF = b"\x01r\x00"
 EMPTY = ("empty", b"")
 _EMPTY = b"empty\x00"
 #: LangGraph's channels, stored short (the scripts know ``!m``: the history's channel).

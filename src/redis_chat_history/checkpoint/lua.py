@@ -33,8 +33,8 @@ from __future__ import annotations
 from redis_chat_history.operations.plans import PUSH_CHUNK, Script
 
 _COMMON = """
-local MAIN0 = '0000000000000000'
-local REF = 'rch-ref\\0'
+local MAIN0 = '0'
+local REF = '\\1r\\0'
 local function main_seg() return redis.call('HGET', KEYS[2], 'main') or MAIN0 end
 local function range(prefix)
   return redis.call('ZRANGEBYLEX', KEYS[3], '[' .. prefix, '[' .. prefix .. '\\255')
@@ -70,10 +70,10 @@ local function parse_ref(value)
   local seg, n = string.match(string.sub(value, #REF + 1), '^(%x+):(%d+)$')
   return seg, tonumber(n)
 end
--- a write's reference 'channel\\0path\\0rch-wref\\0seg:start:count', or nil
+-- a write's reference 'channel\\0path\\0\\1w\\0seg:start:count', or nil
 local function write_ref(value)
   local seg, start, count = string.match(value,
-    '^[^%z]*%z[^%z]*%zrch%-wref%z(%x+):(%d+):(%d+)$')
+    '^[^%z]*%z[^%z]*%z\\1w%z(%x+):(%d+):(%d+)$')
   if seg then return seg, tonumber(start), tonumber(count) end
   return nil
 end
@@ -135,16 +135,29 @@ end
 local function make_member(tail, record, writes)
   return 'c\\0' .. tail .. '\\0' .. #record .. '\\0' .. record .. writes
 end
-local function group_field(ns, version) return 'v\\0' .. ns .. '\\0' .. version end
--- channel -> value of a version's values (cache: field -> map)
-local function read_group(cache, field)
-  local found = cache[field]
-  if not found then
-    found = {}
+-- the field holding a version's values: the saver's versions (^<n>.<hex>) 16 a field
+local function group_field(ns, version)
+  local number = string.match(version, '^%^(%d+)%.')
+  if number then version = '^' .. math.floor(tonumber(number) / 16) end
+  return 'v\\0' .. ns .. '\\0' .. version
+end
+-- channel -> value of a version's values (cache: field -> version -> map)
+local function read_group(cache, ns, version)
+  local field = group_field(ns, version)
+  local outer = cache[field]
+  if not outer then
+    outer = {}
     for _, row in ipairs(parse_rows(redis.call('HGET', KEYS[2], field))) do
-      found[row[1]] = row[2]
+      outer[row[1]] = row[2]
     end
-    cache[field] = found
+    cache[field] = outer
+  end
+  local found = outer[version]
+  if type(found) ~= 'table' then
+    local channels = {}
+    for _, row in ipairs(parse_rows(found or '')) do channels[row[1]] = row[2] end
+    outer[version] = channels
+    found = channels
   end
   return found
 end
@@ -220,7 +233,7 @@ for where, wanted in pairs(by_tail) do
     local head = place and redis.sha1hex(row[2]) == place[2] and
       string.match(row[2], '^([^%z]*%z[^%z]*%z)')
     if head then
-      row[2] = head .. 'rch-wref\\0' .. seg .. ':' .. place[1]
+      row[2] = head .. '\\1w\\0' .. seg .. ':' .. place[1]
       changed = true
     end
   end
@@ -231,40 +244,49 @@ for where, wanted in pairs(by_tail) do
     redis.call('HSET', KEYS[2], 'w\\0' .. where, join_rows(rows))
   end
 end
--- the values this checkpoint gives new versions, one field per version
-local groups, order = {}, {}
+-- the values this checkpoint gives new versions (in order: field, version, channel)
+local given, fields, versions = {}, {}, {}
 local function give(version, channel, value)
   local field = group_field(ns, version)
-  if not groups[field] then
-    groups[field] = {}
-    order[#order + 1] = field
+  if not given[field] then
+    given[field] = {}
+    fields[#fields + 1] = field
+    versions[field] = {}
   end
-  groups[field][channel] = value
+  if not given[field][version] then
+    given[field][version] = {}
+    versions[field][#versions[field] + 1] = version
+  end
+  local channels = given[field][version]
+  if channels[channel] == nil then channels[#channels + 1] = channel end
+  channels[channel] = value
 end
 for at = values_at, first - 1, 3 do give(ARGV[at], ARGV[at + 1], ARGV[at + 2]) end
 if ARGV[10] ~= '' then give(ARGV[10], '!m', REF .. seg .. ':' .. length) end
-for _, field in ipairs(order) do
-  local given = groups[field]
-  local rows, kept = parse_rows(redis.call('HGET', KEYS[2], field)), {}
-  for _, row in ipairs(rows) do
-    local value = given[row[1]]
-    if value == nil then
-      kept[#kept + 1] = row
-    elseif value ~= '' then  -- '': empty (no row)
-      kept[#kept + 1] = {row[1], value}
+for _, field in ipairs(fields) do
+  local outer = parse_rows(redis.call('HGET', KEYS[2], field))
+  for _, version in ipairs(versions[field]) do
+    local channels = given[field][version]
+    local row = nil
+    for _, found in ipairs(outer) do if found[1] == version then row = found end end
+    if not row then
+      row = {version, ''}
+      outer[#outer + 1] = row
     end
-    given[row[1]] = nil
-  end
-  for at = values_at, first - 1, 3 do
-    local channel = ARGV[at + 1]
-    if given[channel] and group_field(ns, ARGV[at]) == field then
-      if given[channel] ~= '' then kept[#kept + 1] = {channel, given[channel]} end
-      given[channel] = nil
+    local kept = {}
+    for _, old in ipairs(parse_rows(row[2])) do
+      local value = channels[old[1]]
+      if value == nil then kept[#kept + 1] = old end
     end
+    for _, channel in ipairs(channels) do
+      if channels[channel] ~= '' then kept[#kept + 1] = {channel, channels[channel]} end
+    end
+    row[2] = join_rows(kept)
   end
-  if given['!m'] then kept[#kept + 1] = {'!m', given['!m']} end
-  if #kept > 0 then
-    redis.call('HSET', KEYS[2], field, join_rows(kept))
+  local rows = {}
+  for _, row in ipairs(outer) do if row[2] ~= '' then rows[#rows + 1] = row end end
+  if #rows > 0 then
+    redis.call('HSET', KEYS[2], field, join_rows(rows))
   else
     redis.call('HDEL', KEYS[2], field)
   end
@@ -320,7 +342,7 @@ while at <= #ARGV do
     if n > 0 and n <= 32 then
       local start = locate(at + 4, n)
       local head = start and string.match(value, '^([^%z]*%z[^%z]*%z)')
-      if head then value = head .. 'rch-wref\\0' .. main_seg() .. ':' .. start .. ':' .. n end
+      if head then value = head .. '\\1w\\0' .. main_seg() .. ':' .. start .. ':' .. n end
     end
     if found then
       rows[found][2] = value

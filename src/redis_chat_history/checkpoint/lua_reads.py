@@ -23,7 +23,7 @@ local function read_records(ns, ids, only)
       for _, pair in ipairs(versions_of(list)) do
         local channel = pair[1]
         if not only or only[channel] then
-          local value = read_group(cache, group_field(ns, pair[2]))[channel]
+          local value = read_group(cache, ns, pair[2])[channel]
           if value then
             blobs[#blobs + 1] = channel
             blobs[#blobs + 1] = value
@@ -76,8 +76,15 @@ local ids = {}
 if ARGV[3] == '' then
   local id = latest(ARGV[1])
   if not id then
-    if redis.call('EXISTS', KEYS[3]) == 0 and redis.call('HLEN', KEYS[2]) > 1 then
-      return {-1, 'its index is gone but its data is not'}
+    -- values or archived segments without an index: it was evicted (writes may come
+    -- before their checkpoint)
+    if redis.call('EXISTS', KEYS[3]) == 0 and redis.call('EXISTS', KEYS[2]) == 1 then
+      for _, name in ipairs(redis.call('HKEYS', KEYS[2])) do
+        local kind = string.sub(name, 1, 2)
+        if kind == 'v\\0' or kind == 'g\\0' then
+          return {-1, 'its index is gone but its data is not'}
+        end
+      end
     end
     return {1, main_seg(), redis.call('LLEN', KEYS[1]), {}, {}}
   end

@@ -12,9 +12,10 @@ the saver then reads the list and sends again.
 
 Messages are compared by identity first (LangGraph's ``add_messages`` keeps the objects
 of the previous state), then by their encoding: an edited message is a new object with
-a different encoding. An object a task wrote since the tip was taken is compared by its
-encoding only (a node may change a message of the state in place and write it back, as
-langchain < 1.3's ``HumanInTheLoopMiddleware`` does with an edited tool call).
+a different encoding. An object a task wrote since the tip was taken, and any of the
+newest few, is compared by its encoding only (a node may change a message of the state
+in place and write it back, as langchain < 1.3's ``HumanInTheLoopMiddleware`` does with
+an edited tool call; its write and the next put may reach the saver in either order).
 """
 
 from __future__ import annotations
@@ -44,9 +45,13 @@ EXACT_CLASSES = frozenset(
     {AIMessage, HumanMessage, SystemMessage, ToolMessage, ChatMessage, FunctionMessage}
 )
 #: The implicit segment id of a history list the checkpointer has not written yet.
-MAIN0 = "0" * 16
+MAIN0 = "0"
 #: A noted write the put makes a reference: (writes field, row suffix, start, count, sha1).
 Rewrite = tuple[str, str, int, int, str]
+#: The newest messages of the list a put compares by their encoding even when the state
+#: holds the very objects it stored (a node may have changed one in place: its write may
+#: reach the saver after the put).
+RECHECKED = 8
 #: Threads whose tip one saver keeps (each holds its conversation's encoded messages).
 TIP_THREADS = 256
 
@@ -99,9 +104,10 @@ def plan_messages(tip: Tip, messages: list[BaseMessage]) -> MessagesWrite | None
     same = 0
     encoded: list[bytes] = []
     limit = min(length, len(messages))
+    trusted = length - RECHECKED
     while same < limit:
         message = messages[same]
-        if message is tip.objects[same] and id(message) not in tip.dirty:
+        if message is tip.objects[same] and same < trusted and id(message) not in tip.dirty:
             same += 1
             continue
         try:

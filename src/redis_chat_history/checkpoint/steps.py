@@ -63,7 +63,8 @@ class ThreadKeys:
         return companion_key(self.history, CHECKPOINT_INDEX)
 
     def archive(self, segment: str) -> str:
-        return companion_key(self.history, SEGMENT, segment)
+        """The key of archived segment ``segment`` (16 hex digits; the first one is '0')."""
+        return companion_key(self.history, SEGMENT, segment.rjust(16, "0"))
 
     @property
     def base(self) -> list[str]:

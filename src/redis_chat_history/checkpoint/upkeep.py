@@ -37,19 +37,33 @@ local function collect()
     alive[tail] = true
     local ns = string.match(tail, '^([^%z]*)')
     local _, list = parse_record(record)
-    for _, pair in ipairs(versions_of(list)) do used[group_field(ns, pair[2])] = true end
+    for _, pair in ipairs(versions_of(list)) do
+      local field = group_field(ns, pair[2])
+      used[field] = used[field] or {}
+      used[field][pair[2]] = true
+    end
     refer(writes)
   end
   for _, name in ipairs(redis.call('HKEYS', KEYS[2])) do
     local kind = string.sub(name, 1, 2)
-    if kind == 'v\\0' and not used[name] then
-      redis.call('HDEL', KEYS[2], name)
-    elseif kind == 'v\\0' then
-      for _, row in ipairs(parse_rows(redis.call('HGET', KEYS[2], name))) do
-        if string.sub(row[2], 1, #REF) == REF then
-          local seg = parse_ref(row[2])
-          if seg then segs[seg] = true end
+    if kind == 'v\\0' then
+      local wanted, kept = used[name] or {}, {}
+      local outer = parse_rows(redis.call('HGET', KEYS[2], name))
+      for _, row in ipairs(outer) do
+        if wanted[row[1]] then
+          kept[#kept + 1] = row
+          for _, value in ipairs(parse_rows(row[2])) do
+            if string.sub(value[2], 1, #REF) == REF then
+              local seg = parse_ref(value[2])
+              if seg then segs[seg] = true end
+            end
+          end
         end
+      end
+      if #kept == 0 then
+        redis.call('HDEL', KEYS[2], name)
+      elseif #kept < #outer then
+        redis.call('HSET', KEYS[2], name, join_rows(kept))
       end
     elseif kind == 'w\\0' then
       refer(redis.call('HGET', KEYS[2], name))

@@ -26,7 +26,7 @@ from redis_chat_history.codec import decode_newest_first
 from redis_chat_history.errors import CorruptHistoryError
 
 #: The type of a write stored as a reference to messages of a segment.
-WREF = "rch-wref"
+WREF = "\x01w"
 
 
 class BrokenCheckpointError(CorruptHistoryError):
