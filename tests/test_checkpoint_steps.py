@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+from langgraph.types import Send
 from redis.crc import key_slot
 
 from redis_chat_history.checkpoint.forms import channel_code, channel_name, version_of, version_text
 from redis_chat_history.checkpoint.messages import Tip, Tips, plan_messages
+from redis_chat_history.checkpoint.nested import load_nested, pack_nested
 from redis_chat_history.checkpoint.steps import (
     ThreadKeys,
     pack,
@@ -139,3 +142,27 @@ def test_a_message_changed_in_place_and_written_is_not_taken_for_the_stored_one(
     rewrites = tips.rewrites("k", write)
     assert [entry[:4] for entry in rewrites] == [("w\x00\x00c1", b"t\x000", 1, 1)]
     assert rewrites[0][4] == hashlib.sha1(b"stored").hexdigest()
+
+
+def test_a_tool_call_sent_with_the_whole_state_refers_to_the_history_list() -> None:
+    """langgraph < 1.2's Send("tools", ToolCallWithContext(state=...)): the state's messages
+    the list holds are stored as a reference, the rest inline; it comes back equal."""
+    serde = JsonPlusSerializer()
+    listed = [HumanMessage("one", id="1"), AIMessage("two", id="2")]
+    tip = Tip("a" * 16, [encode_message(m) for m in listed], list(listed))
+    call = AIMessage("", id="3", tool_calls=[{"name": "t", "args": {}, "id": "c", "type": "tool_call"}])  # fmt: skip
+    state = {"messages": [*listed, call], "other": [1, 2]}
+    sent = [Send("tools", {"__type": "tool_call_with_context", "tool_call": {}, "state": state})]
+    packed = pack_nested(serde.dumps_typed, sent, tip, tip.segment)
+    assert packed is not None and packed.startswith(b"\x01s\x00" + b"a" * 16 + b":0:2\x00")
+    assert len(packed) < len(pack(serde.dumps_typed(sent)))
+
+    def oldest(segment: str, count: int) -> list[Any]:
+        assert segment == "a" * 16
+        return listed[:count]
+
+    loaded = load_nested(serde.loads_typed, packed[3:], oldest)
+    assert loaded == sent and loaded[0].arg["state"]["messages"][2] == call
+    # a value holding the reference key itself, or no run of the list: stored as is
+    assert pack_nested(serde.dumps_typed, [{"\x01rch": 0}, listed], tip, "s") is None
+    assert pack_nested(serde.dumps_typed, {"m": [call]}, tip, "s") is None

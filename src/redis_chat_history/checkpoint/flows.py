@@ -34,6 +34,7 @@ from redis_chat_history.checkpoint.values import (
     broken,
     checkpoint_tuple,
     config_of,
+    pack_value,
     tip_of,
     write_rows,
 )
@@ -280,7 +281,7 @@ def put(
             if channel == "messages" and write is not None:
                 messages_field = name
             elif channel in values:
-                blobs.append((name, pack(ctx.serde.dumps_typed(values[channel]))))
+                blobs.append((name, pack_value(ctx.serde, values[channel], write)))
             else:
                 blobs.append((name, pack(EMPTY)))
         rewrites = ctx.tips.rewrites(keys.history, write)
@@ -341,7 +342,8 @@ def put_writes(
                 return None
             return ctx.tips.locate(history, value)
 
-    rows = write_rows(ctx.serde, writes, task_id, task_path, locate)
+    tip = ctx.tips.get(history) if locate is not None else None
+    rows = write_rows(ctx.serde, writes, task_id, task_path, locate, tip)
     if locate is not None:
         noted = [
             (row[0], value, row[2])

@@ -77,6 +77,29 @@ local function write_ref(value)
   if seg then return seg, tonumber(start), tonumber(count) end
   return nil
 end
+local NESTED = '\\1s\\0'
+-- adds the {seg, n} a value needs to found: a reference's, a nested value's
+local function needs(value, found)
+  if string.sub(value, 1, #REF) == REF then
+    local seg, n = parse_ref(value)
+    if seg then found[#found + 1] = {seg, n} end
+  elseif string.sub(value, 1, #NESTED) == NESTED then
+    local listed = string.match(value, '^\\1s%z([^%z]*)%z')
+    for seg, start, count in string.gmatch(listed or '', '(%x+):(%d+):(%d+)') do
+      found[#found + 1] = {seg, tonumber(start) + tonumber(count)}
+    end
+  end
+end
+-- the same for a write's row 'channel\\0path\\0value'
+local function row_needs(value, found)
+  local seg, start, count = write_ref(value)
+  if seg then
+    found[#found + 1] = {seg, start + count}
+  else
+    local rest = string.match(value, '^[^%z]*%z[^%z]*%z(.*)$')
+    if rest then needs(rest, found) end
+  end
+end
 -- a checkpoint record: its parent id and blob list
 local function parse_record(raw)
   local a = string.find(raw, '\\0', 1, true)
@@ -261,7 +284,14 @@ local function give(version, channel, value)
   if channels[channel] == nil then channels[#channels + 1] = channel end
   channels[channel] = value
 end
-for at = values_at, first - 1, 3 do give(ARGV[at], ARGV[at + 1], ARGV[at + 2]) end
+for at = values_at, first - 1, 3 do
+  local value = ARGV[at + 2]
+  local listed, rest = string.match(value, '^\\1s%z([^%z]*)%z(.*)$')
+  if listed then  -- references to the list after this put: its segment is '*'
+    value = NESTED .. (string.gsub(listed, '%*', seg)) .. '\\0' .. rest
+  end
+  give(ARGV[at], ARGV[at + 1], value)
+end
 if ARGV[10] ~= '' then give(ARGV[10], '!m', REF .. seg .. ':' .. length) end
 for _, field in ipairs(fields) do
   local outer = parse_rows(redis.call('HGET', KEYS[2], field))

@@ -27,18 +27,16 @@ local function read_records(ns, ids, only)
           if value then
             blobs[#blobs + 1] = channel
             blobs[#blobs + 1] = value
-            if string.sub(value, 1, #REF) == REF then
-              local seg, n = parse_ref(value)
-              if seg then need(seg, n) end
-            end
+            local found = {}
+            needs(value, found)
+            for _, pair in ipairs(found) do need(pair[1], pair[2]) end
           end
         end
       end
       writes = writes .. (redis.call('HGET', KEYS[2], 'w\\0' .. tail) or '')
-      for _, row in ipairs(parse_rows(writes)) do
-        local seg, start, count = write_ref(row[2])
-        if seg then need(seg, start + count) end
-      end
+      local found = {}
+      for _, row in ipairs(parse_rows(writes)) do row_needs(row[2], found) end
+      for _, pair in ipairs(found) do need(pair[1], pair[2]) end
       records[#records + 1] = {id, raw, parent, blobs, writes}
     end
   end

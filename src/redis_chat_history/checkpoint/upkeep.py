@@ -27,10 +27,9 @@ end
 local function collect()
   local used, segs, alive = {}, {}, {}
   local function refer(rows)
-    for _, row in ipairs(parse_rows(rows)) do
-      local seg = write_ref(row[2])
-      if seg then segs[seg] = true end
-    end
+    local found = {}
+    for _, row in ipairs(parse_rows(rows)) do row_needs(row[2], found) end
+    for _, pair in ipairs(found) do segs[pair[1]] = true end
   end
   for _, member in ipairs(range('c\\0')) do
     local tail, record, writes = split_member(member)
@@ -52,12 +51,9 @@ local function collect()
       for _, row in ipairs(outer) do
         if wanted[row[1]] then
           kept[#kept + 1] = row
-          for _, value in ipairs(parse_rows(row[2])) do
-            if string.sub(value[2], 1, #REF) == REF then
-              local seg = parse_ref(value[2])
-              if seg then segs[seg] = true end
-            end
-          end
+          local found = {}
+          for _, value in ipairs(parse_rows(row[2])) do needs(value[2], found) end
+          for _, pair in ipairs(found) do segs[pair[1]] = true end
         end
       end
       if #kept == 0 then

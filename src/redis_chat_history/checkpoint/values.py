@@ -20,7 +20,8 @@ from langgraph.checkpoint.base import (
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
 from redis_chat_history.checkpoint.forms import channel_code, channel_name
-from redis_chat_history.checkpoint.messages import Tip, encode_or_none
+from redis_chat_history.checkpoint.messages import MessagesWrite, Tip, encode_or_none
+from redis_chat_history.checkpoint.nested import NESTED, NESTED_KIND, load_nested, pack_nested
 from redis_chat_history.checkpoint.steps import REF, Record, ThreadKeys, pack, unpack
 from redis_chat_history.codec import decode_newest_first
 from redis_chat_history.errors import CorruptHistoryError
@@ -80,7 +81,20 @@ class Segments:
 def load_value(serde: SerializerProtocol, raw: bytes, segments: Segments) -> Any:
     if raw.startswith(REF):
         return segments.oldest(*parse_ref(raw))
+    if raw.startswith(NESTED):
+        return load_nested(serde.loads_typed, raw[len(NESTED) :], segments.oldest)
     return serde.loads_typed(unpack(raw))
+
+
+def pack_value(serde: SerializerProtocol, value: Any, write: MessagesWrite | None) -> bytes:
+    """A value a put gives, with references to the messages the list holds after the put
+    (when the put writes the list: the script checks it holds what the saver saw)."""
+    if write is not None:
+        after = Tip("*", write.after_encoded, write.after_objects)
+        nested = pack_nested(serde.dumps_typed, value, after, "*")
+        if nested is not None:
+            return nested
+    return pack(serde.dumps_typed(value))
 
 
 def channel_values(serde: SerializerProtocol, record: Record, segments: Segments) -> dict[str, Any]:
@@ -108,6 +122,7 @@ def write_rows(
     task_id: str,
     task_path: str,
     locate: Callable[[Any], tuple[str, int] | None] | None = None,
+    tip: Tip | None = None,
 ) -> list[tuple[str, bool, bytes, list[bytes]]]:
     """put_writes' rows: field suffix ``task\\0idx``, replace (special writes), value, and
     the history encodings of a ``messages`` write (the script stores it as a reference
@@ -115,7 +130,8 @@ def write_rows(
 
     ``locate`` finds a ``messages`` write already in the history list (as this saver last
     saw it): it is stored as a reference to it. Given only for the root namespace of a
-    thread whose messages are its chat history.
+    thread whose messages are its chat history, with ``tip`` (that list): runs of its
+    messages in other writes are stored as references too (:mod:`.nested`).
     """
     rows = []
     for position, (channel, value) in enumerate(writes):
@@ -128,7 +144,13 @@ def write_rows(
                 _head(channel, task_path) + f"{WREF}\x00{found[0]}:{found[1]}:{len(value)}".encode()
             )
         else:
-            packed = pack_write(serde, channel, value, task_path)
+            nested = None
+            if tip is not None and channel != "messages":
+                nested = pack_nested(serde.dumps_typed, value, tip, tip.segment)
+            if nested is not None:
+                packed = _head(channel, task_path) + nested
+            else:
+                packed = pack_write(serde, channel, value, task_path)
             if locate is not None and channel == "messages" and isinstance(value, list):
                 hints = encode_or_none(value) or []
         rows.append((f"{task_id}\x00{idx}", idx < 0, packed, hints))
@@ -137,6 +159,8 @@ def write_rows(
 
 def _write_value(serde: SerializerProtocol, rest: bytes, segments: Segments) -> Any:
     kind, data = unpack(rest)
+    if kind == NESTED_KIND:
+        return load_nested(serde.loads_typed, data, segments.oldest)
     if kind == WREF:
         segment, start, count = data.decode().split(":")
         first, size = int(start), int(count)
