@@ -10,7 +10,14 @@ from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.types import Send
 from redis.crc import key_slot
 
-from redis_chat_history.checkpoint.forms import channel_code, channel_name, version_of, version_text
+from redis_chat_history.checkpoint.forms import (
+    channel_code,
+    channel_name,
+    task_code,
+    task_of,
+    version_of,
+    version_text,
+)
 from redis_chat_history.checkpoint.messages import Tip, Tips, plan_messages
 from redis_chat_history.checkpoint.nested import load_nested, pack_nested
 from redis_chat_history.checkpoint.steps import (
@@ -69,17 +76,22 @@ def test_writes_keep_task_path_and_come_back_in_langgraph_order() -> None:
     rows = write_rows(serde, [("b", 2), ("__error__", "boom")], "task-z", "path-2")
     rows += write_rows(serde, [("a", 1)], "task-a", "path-1")
     assert [(suffix, replace) for suffix, replace, _, _ in rows] == [
-        ("task-z\x000", False),
-        ("task-z\x00-1", True),  # special writes are replaced, others kept (HSETNX-like)
-        ("task-a\x000", False),
+        (b"task-z\x000", False),
+        (b"task-z\x00-1", True),  # special writes are replaced, others kept (HSETNX-like)
+        (b"task-a\x000", False),
     ]
     assert parse_rows(b"") == []
     joined = b"".join(
-        f"{len(suffix)}\x00".encode() + suffix.encode() + f"{len(value)}\x00".encode() + value
+        f"{len(suffix)}\x00".encode() + suffix + f"{len(value)}\x00".encode() + value
         for suffix, _, value, _ in rows
     )
     parsed = parse_rows(joined)
-    assert [suffix for suffix, _ in parsed] == [row[0] for row in rows]
+    assert [suffix.encode() for suffix, _ in parsed] == [row[0] for row in rows]
+    task = "178875ab-b915-edd4-bc9f-0593cd2c2a51"  # LangGraph's task ids: stored as 16 bytes
+    for task_id in [task, task.upper(), "\x01odd", "\x02odd", "plain"]:
+        code = task_code(task_id, -3)
+        assert task_of(code.decode("utf-8", "surrogateescape")) == (task_id, -3)
+    assert len(task_code(task, 0)) == 19
     writes = pending_writes(serde, parsed, None)  # type: ignore[arg-type]
     assert writes == [("task-a", "a", 1), ("task-z", "__error__", "boom"), ("task-z", "b", 2)]
 

@@ -17,6 +17,7 @@ Example::
 from __future__ import annotations
 
 import re
+import uuid
 import zlib
 from typing import Any
 
@@ -131,6 +132,27 @@ def versions_list(versions: dict[str, Any]) -> str:
             first[text] = at
             parts.append(f"{code}{SEP}{text}{SEP}")
     return "".join(parts)
+
+
+def task_code(task_id: str, idx: int) -> bytes:
+    """A write's row name ``task\\0idx``, a task id that is a uuid as its 16 bytes
+    (after ``\\1``; read back by :func:`task_of`)."""
+    try:
+        if str(uuid.UUID(task_id)) == task_id:
+            return b"\x01" + uuid.UUID(task_id).bytes + f"\x00{idx}".encode()
+    except ValueError:
+        pass
+    text = "\x02" + task_id if task_id[:1] in ("\x01", "\x02") else task_id
+    return f"{text}\x00{idx}".encode("utf-8", "surrogateescape")
+
+
+def task_of(suffix: str) -> tuple[str, int]:
+    """(task id, idx) of a row name as read (decoded with ``surrogateescape``)."""
+    raw = suffix.encode("utf-8", "surrogateescape")
+    if raw[:1] == b"\x01" and len(raw) > 18 and raw[17:18] == b"\x00":
+        return str(uuid.UUID(bytes=raw[1:17])), int(raw[18:])
+    text, _, idx = suffix.rpartition("\x00")
+    return (text[1:] if text[:1] == "\x02" else text), int(idx)
 
 
 def _text(value: Any) -> str:

@@ -47,7 +47,7 @@ EXACT_CLASSES = frozenset(
 #: The implicit segment id of a history list the checkpointer has not written yet.
 MAIN0 = "0"
 #: A noted write the put makes a reference: (writes field, row suffix, start, count, sha1).
-Rewrite = tuple[str, str, int, int, str]
+Rewrite = tuple[str, str | bytes, int, int, str]
 #: The newest messages of the list a put compares by their encoding even when the state
 #: holds the very objects it stored (a node may have changed one in place: its write may
 #: reach the saver after the put).
@@ -160,7 +160,7 @@ class Tips:
         self._writes: OrderedDict[str, list[list[Any]]] = OrderedDict()
 
     def remember_writes(
-        self, thread_key: str, field: str, rows: Sequence[tuple[str, Any, bytes]]
+        self, thread_key: str, field: str, rows: Sequence[tuple[str | bytes, Any, bytes]]
     ) -> None:
         """Note ``messages`` writes (row suffix, messages, stored value) of writes field
         ``field`` not yet in the history list: the put that appends them makes them

@@ -104,7 +104,7 @@ def put_plan(
     messages: MessagesWrite | None,
     messages_field: str,
     new_segment: str,
-    rewrites: Sequence[tuple[str, str, int, int, str]] = (),
+    rewrites: Sequence[tuple[str, str | bytes, int, int, str]] = (),
 ) -> Plan[PutReply]:
     """Store one checkpoint, its new values and (root namespace) its messages, atomically.
 
@@ -153,7 +153,9 @@ def put_writes_plan(
     ns: str,
     checkpoint_id: str,
     ttl: int,
-    writes: Sequence[tuple[str, bool, bytes] | tuple[str, bool, bytes, Sequence[bytes]]],
+    writes: Sequence[
+        tuple[str | bytes, bool, bytes] | tuple[str | bytes, bool, bytes, Sequence[bytes]]
+    ],
 ) -> Plan[int]:
     """Store ``(field suffix, replace, value[, history encodings])`` writes of one task of
     one checkpoint. A write given the history encodings of its messages is stored as a

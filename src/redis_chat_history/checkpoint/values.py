@@ -19,7 +19,7 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
-from redis_chat_history.checkpoint.forms import channel_code, channel_name
+from redis_chat_history.checkpoint.forms import channel_code, channel_name, task_code, task_of
 from redis_chat_history.checkpoint.messages import MessagesWrite, Tip, encode_or_none
 from redis_chat_history.checkpoint.nested import NESTED, NESTED_KIND, load_nested, pack_nested
 from redis_chat_history.checkpoint.steps import REF, Record, ThreadKeys, pack, unpack
@@ -123,8 +123,8 @@ def write_rows(
     task_path: str,
     locate: Callable[[Any], tuple[str, int] | None] | None = None,
     tip: Tip | None = None,
-) -> list[tuple[str, bool, bytes, list[bytes]]]:
-    """put_writes' rows: field suffix ``task\\0idx``, replace (special writes), value, and
+) -> list[tuple[bytes, bool, bytes, list[bytes]]]:
+    """put_writes' rows: field suffix ``task\\0idx`` (:func:`.forms.task_code`), replace (special writes), value, and
     the history encodings of a ``messages`` write (the script stores it as a reference
     when the list holds them: the put that appends them may run first).
 
@@ -153,7 +153,7 @@ def write_rows(
                 packed = pack_write(serde, channel, value, task_path)
             if locate is not None and channel == "messages" and isinstance(value, list):
                 hints = encode_or_none(value) or []
-        rows.append((f"{task_id}\x00{idx}", idx < 0, packed, hints))
+        rows.append((task_code(task_id, idx), idx < 0, packed, hints))
     return rows
 
 
@@ -174,9 +174,9 @@ def pending_writes(
     """Stored writes in LangGraph's order (``writes_sort_key``)."""
     decoded = []
     for suffix, raw in rows:
-        task_id, _, idx = suffix.rpartition("\x00")
+        task_id, idx = task_of(suffix)
         channel, path, rest = raw.split(b"\x00", 2)
-        key = writes_sort_key(path.decode("utf-8", "surrogateescape"), task_id, int(idx))
+        key = writes_sort_key(path.decode("utf-8", "surrogateescape"), task_id, idx)
         name = channel_name(channel.decode("utf-8", "surrogateescape"))
         decoded.append((key, task_id, name, rest))
     decoded.sort(key=lambda row: row[0])
