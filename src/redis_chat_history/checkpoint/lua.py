@@ -3,29 +3,33 @@
 Every script takes ``KEYS[1]`` the thread's history list (its *main segment*),
 ``KEYS[2]`` its data hash and ``KEYS[3]`` its index (a sorted set, all scores 0, read
 by lexical ranges); all are in one Cluster slot (:mod:`redis_chat_history.slots`).
-The layout (``\\0`` separates the parts of a name)::
+The layout (``\\0`` separates the parts of a name; names and values in the short forms of
+:mod:`.forms`: ``!m`` the messages channel, ``^297.24ca609dbe`` a saver version)::
 
     index c\\0<ns>\\0<id>\\0<n>\\0<record><writes>
                                   a checkpoint: its record (``parent\\0<n>\\0<blob list>
-                                  <metadata and checkpoint>``, the blob list being
+                                  <metadata><checkpoint>``, the blob list being
                                   ``channel\\0version\\0`` pairs, ``=k`` for the version
                                   of pair k) and its pending writes (rows ``<n>\\0
-                                  <task\\0idx><m>\\0<channel\\0path\\0type\\0bytes>``);
-                                  one member per checkpoint, ordered by (ns, id)
+                                  <task\\0idx><m>\\0<channel\\0path\\0value>``); one
+                                  member per checkpoint, ordered by (ns, id)
           n\\0<ns>, g\\0<seg>, r\\0<run id>\\0<ns>\\0<id>
-    hash  main                    id of the segment the history list holds
+    hash  main                    id of the segment the history list holds ('0' first)
           g\\0<seg>               key of an archived segment (a list)
-          v\\0<ns>\\0<ver>        the values checkpoints gave version ver: rows
-                                  ``<n>\\0<channel><m>\\0<value>``, a value being
-                                  ``type\\0bytes`` or a reference ``rch-ref\\0<seg>:<n>``
-                                  (the oldest n messages of segment seg); no row: empty
+          v\\0<ns>\\0<bucket>     the values checkpoints gave versions: rows ``version``
+                                  -> rows ``channel`` -> value (no row: empty); the
+                                  saver's versions ^<n>.<hex> share a field per 16 n
           w\\0<ns>\\0<id>         writes that came before their checkpoint (its put
                                   moves them into its member)
 
-A write whose messages were appended to the history list is rewritten as a reference
-``rch-wref\\0<seg>:<start>:<count>`` (those messages, counted from the oldest), so each
-message is stored once. Scripts read archived segments by the key names stored in the
-hash: they are in the thread's slot (Lua cannot compute the CRC tails that put them there).
+A value is ``type\\0bytes`` (``d1+\\0`` and that deflated), or ``\\1r\\0<seg>:<n>`` (the
+oldest n messages of segment seg: the messages channel), or ``\\1s\\0<refs>\\0<skeleton>``
+(a value holding runs of the list's messages, :mod:`.nested`). A write whose messages the
+list holds is ``\\1w\\0<seg>:<start>:<count>`` (those messages, counted from the oldest):
+the put_writes script makes it so when the list already holds them, the next put when it
+appends them; so each message is stored once. Scripts read archived segments by the key
+names stored in the hash: they are in the thread's slot (Lua cannot compute the CRC tails
+that put them there).
 """
 
 from __future__ import annotations
