@@ -161,6 +161,39 @@ def test_a_second_write_of_a_task_keeps_the_first_even_once_the_list_holds_it(
     assert RedisChatStore(redis_url).history("t1").messages == [question, second]
 
 
+def test_a_write_that_comes_after_the_put_appending_its_messages_is_a_reference(
+    redis_url: str,
+) -> None:
+    """The put that appends a task's messages may run before the task's put_writes (both
+    in LangGraph's background threads): the put_writes script finds them in the list."""
+    client = redis.Redis.from_url(redis_url)
+    saver, other = RedisCheckpointSaver(redis_url), RedisCheckpointSaver(redis_url)
+    question, answer = HumanMessage("q", id="q"), AIMessage("an answer", id="a1")
+    configs: list[Any] = [{"configurable": {"thread_id": "t1", "checkpoint_ns": ""}}]
+    for number, messages in enumerate([[question], [question, answer]], 1):
+        version = f"{number:012}.{0:010x}"
+        checkpoint: Any = {
+            "v": 4,
+            "id": f"1f000000-0000-6000-8000-00000000000{number}",
+            "ts": "2026-01-01T00:00:00+00:00",
+            "channel_values": {"messages": messages},
+            "channel_versions": {"messages": version},
+            "versions_seen": {},
+            "updated_channels": ["messages"],
+        }
+        metadata: Any = {"source": "loop", "step": number}
+        configs.append(saver.put(configs[-1], checkpoint, metadata, {"messages": version}))
+    first = configs[1]
+    # a saver that has not seen the list (its tip is empty) writes the answer late
+    other.put_writes(first, [("messages", [answer])], "task-1")
+    member = client.zrangebylex(
+        ThreadKeys.of("message_store:", "t1").index, "[c\x00", "[c\x00\xff"
+    )[0]
+    assert b"\x01w\x000:1:1" in member  # the answer is element 1 of the list
+    stored = saver.get_tuple(first)
+    assert stored is not None and stored.pending_writes == [("task-1", "messages", [answer])]
+
+
 def test_removal_fork_and_summary_start_new_segments(redis_url: str) -> None:
     client = redis.Redis.from_url(redis_url)
     store = RedisChatStore(redis_url)
