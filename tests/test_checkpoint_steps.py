@@ -30,6 +30,7 @@ from redis_chat_history.checkpoint.steps import (
     unpack_record,
 )
 from redis_chat_history.checkpoint.values import pending_writes, write_rows
+from redis_chat_history.checkpoint.zdict import DICTIONARY_1_SHA1, dictionary
 from redis_chat_history.codec import encode_message
 
 
@@ -178,3 +179,11 @@ def test_a_tool_call_sent_with_the_whole_state_refers_to_the_history_list() -> N
     # a value holding the reference key itself, or no run of the list: stored as is
     assert pack_nested(serde.dumps_typed, [{"\x01rch": 0}, listed], tip, "s") is None
     assert pack_nested(serde.dumps_typed, {"m": [call]}, tip, "s") is None
+
+
+def test_the_compression_dictionary_is_frozen() -> None:
+    """Values stored with the marker d1+ need exactly these bytes to be read back."""
+    assert hashlib.sha1(dictionary()).hexdigest() == DICTIONARY_1_SHA1
+    assert DICTIONARY_1_SHA1 == "8967a10edcd9bcaf4771b1e23e15d8365583cc6c"
+    record = pack(("msgpack", b"\x84\xa6source\xa4loop\xa4step\x01"))
+    assert unpack(record) == ("msgpack", b"\x84\xa6source\xa4loop\xa4step\x01")
