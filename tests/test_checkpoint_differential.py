@@ -123,24 +123,10 @@ def test_sqlite_saver_matches_in_memory(scenario: str, aio: bool, tmp_path: Path
 
 
 # -- the saver under test -------------------------------------------------------------
-#: Known defect, open in issue 17: on langgraph 1.1 (the lowest set) a replayed model call's
-#: new AI message is read back as the earlier one (message writes stored as references).
-_GAPS_ON_LANGGRAPH_1_1 = frozenset({"hitl_edit", "fork"})
-
-
-def _known_gap_on_langgraph_1_1(scenario: str) -> None:
-    if not HAS_DELTA_CHANNEL and scenario in _GAPS_ON_LANGGRAPH_1_1:
-        pytest.skip(
-            f"known defect on langgraph {version('langgraph')}: {scenario} differs from "
-            "InMemorySaver (a replayed message write resolves to the earlier message)"
-        )
-
-
 @ALL
 @MODES
 def test_redis_saver_matches_in_memory(scenario: str, aio: bool, redis_url: str) -> None:
     """RedisCheckpointSaver on each standalone server (Redis 6.2, 7.x, Valkey 9)."""
-    _known_gap_on_langgraph_1_1(scenario)
     assert difference(scenario, redis_factory(redis_url), aio) == ""
 
 
@@ -150,7 +136,6 @@ def test_redis_saver_on_cluster_matches_in_memory(
     scenario: str, aio: bool, cluster_url: str
 ) -> None:
     """RedisCheckpointSaver on a 6-node Cluster."""
-    _known_gap_on_langgraph_1_1(scenario)
     assert difference(scenario, redis_factory(cluster_url), aio) == ""
 
 

@@ -35,6 +35,7 @@ from redis_chat_history.checkpoint.values import (
     broken,
     checkpoint_tuple,
     config_of,
+    pack_value,
     tip_of,
     write_rows,
 )
@@ -295,7 +296,7 @@ def put(
             if channel == "messages" and write is not None:
                 messages_field = name
             elif channel in values:
-                blobs.append((name, pack(ctx.serde.dumps_typed(values[channel]))))
+                blobs.append((name, pack_value(ctx.serde, values[channel], write)))
             else:
                 blobs.append((name, pack(EMPTY)))
         plan = steps.put_plan(
@@ -357,10 +358,11 @@ def put_writes(
                 return None
             return ctx.tips.locate(history, value)
 
-    rows = write_rows(ctx.serde, writes, task_id, task_path, locate)
+    tip = ctx.tips.get(history) if locate is not None else None
+    rows = write_rows(ctx.serde, writes, task_id, task_path, locate, tip)
     if locate is not None:
         noted = [
-            (row[0], value)
+            (row[0], value, row[2])
             for (channel, value), row in zip(writes, rows, strict=True)
             if channel == "messages"
             and isinstance(value, list)

@@ -3,24 +3,33 @@
 Every script takes ``KEYS[1]`` the thread's history list (its *main segment*),
 ``KEYS[2]`` its data hash and ``KEYS[3]`` its index (a sorted set, all scores 0, read
 by lexical ranges); all are in one Cluster slot (:mod:`redis_chat_history.slots`).
-The layout (``\\0`` separates the parts of a name)::
+The layout (``\\0`` separates the parts of a name; names and values in the short forms of
+:mod:`.forms`: ``!m`` the messages channel, ``^297.24ca609dbe`` a saver version)::
 
-    hash  main                        id of the segment the history list holds
-          g\\0<seg>                    key of an archived segment (a list)
-          k\\0<ns>\\0<id>               a checkpoint: ``parent\\0<n>\\0<blob list><m>\\0
-                                       <metadata><checkpoint>``, the blob list being
-                                       ``channel\\0version\\0`` pairs
-          w\\0<ns>\\0<id>               its pending writes: rows ``<n>\\0<task\\0idx>
-                                       <m>\\0<channel\\0path\\0type\\0bytes>``
-          b\\0<ns>\\0<channel>\\0<ver>   a channel value (``type\\0bytes``), or a reference
-                                       ``rch-ref\\0<seg>:<n>``: the oldest n messages of
-                                       segment seg
-    index c\\0<ns>\\0<id>, n\\0<ns>, g\\0<seg>, r\\0<run id>\\0<ns>\\0<id>
+    index c\\0<ns>\\0<id>\\0<n>\\0<record><writes>
+                                  a checkpoint: its record (``parent\\0<n>\\0<blob list>
+                                  <metadata><checkpoint>``, the blob list being
+                                  ``channel\\0version\\0`` pairs, ``=k`` for the version
+                                  of pair k) and its pending writes (rows ``<n>\\0
+                                  <task\\0idx><m>\\0<channel\\0path\\0value>``); one
+                                  member per checkpoint, ordered by (ns, id)
+          n\\0<ns>, g\\0<seg>, r\\0<run id>\\0<ns>\\0<id>
+    hash  main                    id of the segment the history list holds ('0' first)
+          g\\0<seg>               key of an archived segment (a list)
+          v\\0<ns>\\0<bucket>     the values checkpoints gave versions: rows ``version``
+                                  -> rows ``channel`` -> value (no row: empty); the
+                                  saver's versions ^<n>.<hex> share a field per 16 n
+          w\\0<ns>\\0<id>         writes that came before their checkpoint (its put
+                                  moves them into its member)
 
-A write whose messages were appended to the history list is rewritten as a reference
-``rch-wref\\0<seg>:<start>:<count>`` (those messages, counted from the oldest), so each
-message is stored once. Scripts read archived segments by the key names stored in the
-hash: they are in the thread's slot (Lua cannot compute the CRC tails that put them there).
+A value is ``type\\0bytes`` (``d1+\\0`` and that deflated), or ``\\1r\\0<seg>:<n>`` (the
+oldest n messages of segment seg: the messages channel), or ``\\1s\\0<refs>\\0<skeleton>``
+(a value holding runs of the list's messages, :mod:`.nested`). A write whose messages the
+list holds is ``\\1w\\0<seg>:<start>:<count>`` (those messages, counted from the oldest):
+the put_writes script makes it so when the list already holds them, the next put when it
+appends them; so each message is stored once. Scripts read archived segments by the key
+names stored in the hash: they are in the thread's slot (Lua cannot compute the CRC tails
+that put them there).
 """
 
 from __future__ import annotations
@@ -28,8 +37,8 @@ from __future__ import annotations
 from redis_chat_history.operations.plans import PUSH_CHUNK, Script
 
 _COMMON = """
-local MAIN0 = '0000000000000000'
-local REF = 'rch-ref\\0'
+local MAIN0 = '0'
+local REF = '\\1r\\0'
 local function main_seg() return redis.call('HGET', KEYS[2], 'main') or MAIN0 end
 local function range(prefix)
   return redis.call('ZRANGEBYLEX', KEYS[3], '[' .. prefix, '[' .. prefix .. '\\255')
@@ -65,12 +74,35 @@ local function parse_ref(value)
   local seg, n = string.match(string.sub(value, #REF + 1), '^(%x+):(%d+)$')
   return seg, tonumber(n)
 end
--- a write's reference 'channel\\0path\\0rch-wref\\0seg:start:count', or nil
+-- a write's reference 'channel\\0path\\0\\1w\\0seg:start:count', or nil
 local function write_ref(value)
   local seg, start, count = string.match(value,
-    '^[^%z]*%z[^%z]*%zrch%-wref%z(%x+):(%d+):(%d+)$')
+    '^[^%z]*%z[^%z]*%z\\1w%z(%x+):(%d+):(%d+)$')
   if seg then return seg, tonumber(start), tonumber(count) end
   return nil
+end
+local NESTED = '\\1s\\0'
+-- adds the {seg, n} a value needs to found: a reference's, a nested value's
+local function needs(value, found)
+  if string.sub(value, 1, #REF) == REF then
+    local seg, n = parse_ref(value)
+    if seg then found[#found + 1] = {seg, n} end
+  elseif string.sub(value, 1, #NESTED) == NESTED then
+    local listed = string.match(value, '^\\1s%z([^%z]*)%z')
+    for seg, start, count in string.gmatch(listed or '', '(%x+):(%d+):(%d+)') do
+      found[#found + 1] = {seg, tonumber(start) + tonumber(count)}
+    end
+  end
+end
+-- the same for a write's row 'channel\\0path\\0value'
+local function row_needs(value, found)
+  local seg, start, count = write_ref(value)
+  if seg then
+    found[#found + 1] = {seg, start + count}
+  else
+    local rest = string.match(value, '^[^%z]*%z[^%z]*%z(.*)$')
+    if rest then needs(rest, found) end
+  end
 end
 -- a checkpoint record: its parent id and blob list
 local function parse_record(raw)
@@ -100,6 +132,62 @@ local function join_rows(rows)
   end
   return table.concat(parts)
 end
+-- the {channel, version} pairs of a blob list ('=k': the version of pair k)
+local function versions_of(list)
+  local fields, found = split(list), {}
+  for at = 1, #fields - 1, 2 do
+    local version = fields[at + 1]
+    if string.sub(version, 1, 1) == '=' then
+      version = found[tonumber(string.sub(version, 2))][2]
+    end
+    found[#found + 1] = {fields[at], version}
+  end
+  return found
+end
+-- the index member of checkpoint tail (ns .. '\\0' .. id), or nil
+local function member_of(tail)
+  local found = redis.call('ZRANGEBYLEX', KEYS[3], '[c\\0' .. tail .. '\\0',
+    '(c\\0' .. tail .. '\\1', 'LIMIT', 0, 1)
+  return found[1]
+end
+-- a member's tail, record and writes
+local function split_member(member)
+  local a = string.find(member, '\\0', 3, true)
+  local b = string.find(member, '\\0', a + 1, true)
+  local c = string.find(member, '\\0', b + 1, true)
+  local n = tonumber(string.sub(member, b + 1, c - 1))
+  return string.sub(member, 3, b - 1), string.sub(member, c + 1, c + n),
+    string.sub(member, c + n + 1)
+end
+local function make_member(tail, record, writes)
+  return 'c\\0' .. tail .. '\\0' .. #record .. '\\0' .. record .. writes
+end
+-- the field holding a version's values: the saver's versions (^<n>.<hex>) 16 a field
+local function group_field(ns, version)
+  local number = string.match(version, '^%^(%d+)%.')
+  if number then version = '^' .. math.floor(tonumber(number) / 16) end
+  return 'v\\0' .. ns .. '\\0' .. version
+end
+-- channel -> value of a version's values (cache: field -> version -> map)
+local function read_group(cache, ns, version)
+  local field = group_field(ns, version)
+  local outer = cache[field]
+  if not outer then
+    outer = {}
+    for _, row in ipairs(parse_rows(redis.call('HGET', KEYS[2], field))) do
+      outer[row[1]] = row[2]
+    end
+    cache[field] = outer
+  end
+  local found = outer[version]
+  if type(found) ~= 'table' then
+    local channels = {}
+    for _, row in ipairs(parse_rows(found or '')) do channels[row[1]] = row[2] end
+    outer[version] = channels
+    found = channels
+  end
+  return found
+end
 local function push(key, first, last)
   for at = first, last, __CHUNK__ do
     redis.call('LPUSH', key, unpack(ARGV, at, math.min(at + __LAST__, last)))
@@ -120,12 +208,13 @@ PUT = script(
     """
 -- ARGV: 1 ns, 2 id, 3 record, 4 run id, 5 ttl, 6 messages mode ('' none, k keep,
 -- a append, r replace), 7 expected main seg, 8 expected main length, 9 new seg id,
--- 10 messages blob field, 11 rewrites count, 12 blob pairs count, then rewrites
--- (writes field, row suffix, start from the oldest, count), blob field/value pairs,
--- messages oldest first. KEYS[4]: the archive key of the main seg (mode 'r').
+-- 10 the version of messages whose value is the list ('' none), 11 rewrites count,
+-- 12 values count, then rewrites (writes field, row suffix, start from the oldest,
+-- count, sha1 of the row's value), values (version, channel, value; '' empty), messages
+-- oldest first. KEYS[4]: the archive key of the main seg (mode 'r').
 local ns, id = ARGV[1], ARGV[2]
 local tail = ns .. '\\0' .. id
-if redis.call('HEXISTS', KEYS[2], 'k\\0' .. tail) == 1 then return {0} end
+if member_of(tail) then return {0} end
 local mode = ARGV[6]
 local seg = main_seg()
 if mode ~= '' then
@@ -133,8 +222,8 @@ if mode ~= '' then
   if seg ~= ARGV[7] or length ~= tonumber(ARGV[8]) then return {2, seg, length} end
 end
 local rewrites_at = 13
-local pairs_at = rewrites_at + 4 * tonumber(ARGV[11])
-local first = pairs_at + 2 * tonumber(ARGV[12])
+local values_at = rewrites_at + 5 * tonumber(ARGV[11])
+local first = values_at + 3 * tonumber(ARGV[12])
 if mode == 'r' then
   if redis.call('EXISTS', KEYS[1]) == 1 then
     redis.call('RENAME', KEYS[1], KEYS[4])
@@ -145,31 +234,100 @@ if mode == 'r' then
   redis.call('HSET', KEYS[2], 'main', seg)
 end
 if (mode == 'a' or mode == 'r') and first <= #ARGV then push(KEYS[1], first, #ARGV) end
+local length = redis.call('LLEN', KEYS[1])
 -- writes whose messages are now in the list become references to them
-local by_field = {}
-for at = rewrites_at, pairs_at - 1, 4 do
-  local wanted = by_field[ARGV[at]] or {}
-  wanted[ARGV[at + 1]] = ARGV[at + 2] .. ':' .. ARGV[at + 3]
-  by_field[ARGV[at]] = wanted
+local by_tail = {}
+for at = rewrites_at, values_at - 1, 5 do
+  local where = string.sub(ARGV[at], 3)
+  local wanted = by_tail[where] or {}
+  wanted[ARGV[at + 1]] = {ARGV[at + 2] .. ':' .. ARGV[at + 3], ARGV[at + 4]}
+  by_tail[where] = wanted
 end
-for field, wanted in pairs(by_field) do
-  local rows = parse_rows(redis.call('HGET', KEYS[2], field))
+for where, wanted in pairs(by_tail) do
+  local member = member_of(where)
+  local record, raw
+  if member then
+    local _skip
+    _skip, record, raw = split_member(member)
+  else
+    raw = redis.call('HGET', KEYS[2], 'w\\0' .. where)
+  end
+  local rows = parse_rows(raw)
   local changed = false
   for _, row in ipairs(rows) do
     local place = wanted[row[1]]
-    local head = place and string.match(row[2], '^([^%z]*%z[^%z]*%z)')
+    -- only the value the saver wrote (a re-sent write kept the first one)
+    local head = place and redis.sha1hex(row[2]) == place[2] and
+      string.match(row[2], '^([^%z]*%z[^%z]*%z)')
     if head then
-      row[2] = head .. 'rch-wref\\0' .. seg .. ':' .. place
+      row[2] = head .. '\\1w\\0' .. seg .. ':' .. place[1]
       changed = true
     end
   end
-  if changed then redis.call('HSET', KEYS[2], field, join_rows(rows)) end
+  if changed and member then
+    redis.call('ZREM', KEYS[3], member)
+    redis.call('ZADD', KEYS[3], 0, make_member(where, record, join_rows(rows)))
+  elseif changed then
+    redis.call('HSET', KEYS[2], 'w\\0' .. where, join_rows(rows))
+  end
 end
-for at = pairs_at, first - 1, 2 do redis.call('HSET', KEYS[2], ARGV[at], ARGV[at + 1]) end
-local length = redis.call('LLEN', KEYS[1])
-if ARGV[10] ~= '' then redis.call('HSET', KEYS[2], ARGV[10], REF .. seg .. ':' .. length) end
-redis.call('HSET', KEYS[2], 'k\\0' .. tail, ARGV[3])
-redis.call('ZADD', KEYS[3], 0, 'c\\0' .. tail, 0, 'n\\0' .. ns)
+-- the values this checkpoint gives new versions (in order: field, version, channel)
+local given, fields, versions = {}, {}, {}
+local function give(version, channel, value)
+  local field = group_field(ns, version)
+  if not given[field] then
+    given[field] = {}
+    fields[#fields + 1] = field
+    versions[field] = {}
+  end
+  if not given[field][version] then
+    given[field][version] = {}
+    versions[field][#versions[field] + 1] = version
+  end
+  local channels = given[field][version]
+  if channels[channel] == nil then channels[#channels + 1] = channel end
+  channels[channel] = value
+end
+for at = values_at, first - 1, 3 do
+  local value = ARGV[at + 2]
+  local listed, rest = string.match(value, '^\\1s%z([^%z]*)%z(.*)$')
+  if listed then  -- references to the list after this put: its segment is '*'
+    value = NESTED .. (string.gsub(listed, '%*', seg)) .. '\\0' .. rest
+  end
+  give(ARGV[at], ARGV[at + 1], value)
+end
+if ARGV[10] ~= '' then give(ARGV[10], '!m', REF .. seg .. ':' .. length) end
+for _, field in ipairs(fields) do
+  local outer = parse_rows(redis.call('HGET', KEYS[2], field))
+  for _, version in ipairs(versions[field]) do
+    local channels = given[field][version]
+    local row = nil
+    for _, found in ipairs(outer) do if found[1] == version then row = found end end
+    if not row then
+      row = {version, ''}
+      outer[#outer + 1] = row
+    end
+    local kept = {}
+    for _, old in ipairs(parse_rows(row[2])) do
+      local value = channels[old[1]]
+      if value == nil then kept[#kept + 1] = old end
+    end
+    for _, channel in ipairs(channels) do
+      if channels[channel] ~= '' then kept[#kept + 1] = {channel, channels[channel]} end
+    end
+    row[2] = join_rows(kept)
+  end
+  local rows = {}
+  for _, row in ipairs(outer) do if row[2] ~= '' then rows[#rows + 1] = row end end
+  if #rows > 0 then
+    redis.call('HSET', KEYS[2], field, join_rows(rows))
+  else
+    redis.call('HDEL', KEYS[2], field)
+  end
+end
+local early = redis.call('HGET', KEYS[2], 'w\\0' .. tail)
+if early then redis.call('HDEL', KEYS[2], 'w\\0' .. tail) end
+redis.call('ZADD', KEYS[3], 0, make_member(tail, ARGV[3], early or ''), 0, 'n\\0' .. ns)
 if ARGV[4] ~= '' then redis.call('ZADD', KEYS[3], 0, 'r\\0' .. ARGV[4] .. '\\0' .. tail) end
 expire_all(tonumber(ARGV[5]))
 return {1, seg, length}
@@ -181,187 +339,62 @@ return {1, seg, length}
 PUT_WRITES = script(
     "put_writes",
     """
--- ARGV: 1 ns, 2 checkpoint id, 3 ttl, then triples: row suffix, replace flag, value
-local field = 'w\\0' .. ARGV[1] .. '\\0' .. ARGV[2]
-local rows = parse_rows(redis.call('HGET', KEYS[2], field))
+-- ARGV: 1 ns, 2 checkpoint id, 3 ttl, then per row: suffix, replace flag, value, n, and
+-- n history encodings of its messages (oldest first: a reference when the list has them)
+local tail = ARGV[1] .. '\\0' .. ARGV[2]
+local member = member_of(tail)
+local record, raw
+if member then
+  local _skip
+  _skip, record, raw = split_member(member)
+else
+  raw = redis.call('HGET', KEYS[2], 'w\\0' .. tail)
+end
+local rows = parse_rows(raw)
 local where = {}
 for at, row in ipairs(rows) do where[row[1]] = at end
+-- where the encodings ARGV[at .. at + n - 1] are, consecutive, among the list's n + 4
+-- newest elements (a put that appended them ran first)
+local function locate(at, n)
+  local length = redis.call('LLEN', KEYS[1])
+  local window = redis.call('LRANGE', KEYS[1], 0, n + 3)
+  for start = length - n, math.max(0, length - #window), -1 do
+    local same = true
+    for j = 0, n - 1 do
+      if window[length - start - j] ~= ARGV[at + j] then same = false break end
+    end
+    if same then return start end
+  end
+  return nil
+end
 local changed = 0
-for at = 4, #ARGV, 3 do
-  local found = where[ARGV[at]]
-  if not found then
-    rows[#rows + 1] = {ARGV[at], ARGV[at + 2]}
-    where[ARGV[at]] = #rows
-    changed = changed + 1
-  elseif ARGV[at + 1] == '1' then
-    rows[found][2] = ARGV[at + 2]
+local at = 4
+while at <= #ARGV do
+  local suffix, value, n = ARGV[at], ARGV[at + 2], tonumber(ARGV[at + 3])
+  local found = where[suffix]
+  if not found or ARGV[at + 1] == '1' then
+    if n > 0 and n <= 32 then
+      local start = locate(at + 4, n)
+      local head = start and string.match(value, '^([^%z]*%z[^%z]*%z)')
+      if head then value = head .. '\\1w\\0' .. main_seg() .. ':' .. start .. ':' .. n end
+    end
+    if found then
+      rows[found][2] = value
+    else
+      rows[#rows + 1] = {suffix, value}
+      where[suffix] = #rows
+    end
     changed = changed + 1
   end
+  at = at + 4 + n
 end
-if changed > 0 then redis.call('HSET', KEYS[2], field, join_rows(rows)) end
+if changed > 0 and member then
+  redis.call('ZREM', KEYS[3], member)
+  redis.call('ZADD', KEYS[3], 0, make_member(tail, record, join_rows(rows)))
+elseif changed > 0 then
+  redis.call('HSET', KEYS[2], 'w\\0' .. tail, join_rows(rows))
+end
 expire_all(tonumber(ARGV[3]))
 return changed
-""",
-)
-
-# Reading: checkpoint records with their blobs and writes, and the message segments they
-# reference (each segment read once, as far as the longest reference needs).
-_READ_RECORDS = """
--- the main segment the reader holds (READ: its id and length): not sent again
-local known_seg, known_len = nil, -1
-local function read_records(ns, ids, only)
-  local records, longest = {}, {}
-  local function need(seg, n) if n > (longest[seg] or 0) then longest[seg] = n end end
-  for _, id in ipairs(ids) do
-    local tail = ns .. '\\0' .. id
-    local raw = redis.call('HGET', KEYS[2], 'k\\0' .. tail)
-    if not raw then
-      if redis.call('ZSCORE', KEYS[3], 'c\\0' .. tail) then
-        return nil, 'checkpoint ' .. id .. ' is indexed but its record is gone'
-      end
-    else
-      local parent, list = parse_record(raw)
-      local blobs = {}
-      local fields = split(list)
-      for at = 1, #fields, 2 do
-        if not only or only[fields[at]] then
-          local value = redis.call('HGET', KEYS[2], 'b\\0' .. ns .. '\\0' .. fields[at] ..
-            '\\0' .. fields[at + 1])
-          if value then
-            blobs[#blobs + 1] = fields[at]
-            blobs[#blobs + 1] = value
-            if string.sub(value, 1, #REF) == REF then
-              local seg, n = parse_ref(value)
-              if seg then need(seg, n) end
-            end
-          end
-        end
-      end
-      local writes = redis.call('HGET', KEYS[2], 'w\\0' .. tail) or ''
-      for _, row in ipairs(parse_rows(writes)) do
-        local seg, start, count = write_ref(row[2])
-        if seg then need(seg, start + count) end
-      end
-      records[#records + 1] = {id, raw, parent, blobs, writes}
-    end
-  end
-  local segments = {}
-  for seg, n in pairs(longest) do
-    local key = segment_key(seg)
-    local length = 0
-    if key then length = redis.call('LLEN', key) end
-    if length < n then
-      return nil, 'segment ' .. seg .. ' holds ' .. length .. ' messages, a checkpoint needs ' .. n
-    end
-    segments[#segments + 1] = seg
-    if seg == known_seg and key == KEYS[1] and length == known_len then
-      segments[#segments + 1] = n  -- the reader holds these: their count, not them
-    else
-      segments[#segments + 1] = redis.call('LRANGE', key, -n, -1)
-    end
-  end
-  return records, segments
-end
-local function latest(ns)
-  local prefix = 'c\\0' .. ns .. '\\0'
-  local found = redis.call('ZREVRANGEBYLEX', KEYS[3], '[' .. prefix .. '\\255', '[' .. prefix,
-    'LIMIT', 0, 1)
-  if #found == 0 then return nil end
-  return string.sub(found[1], #prefix + 1)
-end
-"""
-
-#: Reads checkpoints: ARGV 1 ns, 2 ttl to refresh (0: none), 3 the main segment id the
-#: reader holds ('' none), 4 its length, 5.. ids ('' alone: the latest). Replies {1, main
-#: seg, main length, records, segments} or {-1, what broke}; a record is {id, record,
-#: parent, blobs as channel/value pairs, writes field}; a segment the reader holds (the
-#: main one, still that long) comes as its count instead of its elements.
-READ = script(
-    "read",
-    _READ_RECORDS
-    + """
-local ids = {}
-if ARGV[3] ~= '' then known_seg, known_len = ARGV[3], tonumber(ARGV[4]) end
-if ARGV[5] == '' then
-  local id = latest(ARGV[1])
-  if not id then
-    if redis.call('EXISTS', KEYS[3]) == 0 and redis.call('HLEN', KEYS[2]) > 1 then
-      return {-1, 'its index is gone but its data is not'}
-    end
-    return {1, main_seg(), redis.call('LLEN', KEYS[1]), {}, {}}
-  end
-  ids[1] = id
-else
-  for at = 5, #ARGV do ids[#ids + 1] = ARGV[at] end
-end
-local records, segments = read_records(ARGV[1], ids, nil)
-if not records then return {-1, segments} end
-expire_all(tonumber(ARGV[2]))
-return {1, main_seg(), redis.call('LLEN', KEYS[1]), records, segments}
-""",
-)
-
-#: One page of a listing: ARGV 1 ns, 2 before id ('' none), 3 count. Replies the ids and
-#: records of the page, newest first: {id, record, id, record, ...}.
-PAGE = script(
-    "page",
-    """
-local prefix = 'c\\0' .. ARGV[1] .. '\\0'
-local top = '[' .. prefix .. '\\255'
-if ARGV[2] ~= '' then top = '(' .. prefix .. ARGV[2] end
-local members = redis.call('ZREVRANGEBYLEX', KEYS[3], top, '[' .. prefix, 'LIMIT', 0,
-  tonumber(ARGV[3]))
-local reply = {}
-for _, member in ipairs(members) do
-  local id = string.sub(member, #prefix + 1)
-  reply[#reply + 1] = id
-  reply[#reply + 1] = redis.call('HGET', KEYS[2], 'k\\0' .. ARGV[1] .. '\\0' .. id) or ''
-end
-return reply
-""",
-)
-
-#: The parent chain of a checkpoint for delta channels: ARGV 1 ns, 2 id ('' latest),
-#: 3.. channels. Replies {1, ancestors, segments}, each ancestor {id, writes of the
-#: channels as suffix/value pairs, seeds as channel/value pairs}, nearest first.
-DELTA = script(
-    "delta",
-    _READ_RECORDS
-    + """
-local ns, id = ARGV[1], ARGV[2]
-if id == '' then id = latest(ns) end
-if not id then return {1, {}, {}} end
-local remaining, left = {}, 0
-for at = 3, #ARGV do remaining[ARGV[at]] = true left = left + 1 end
-local chain, all_segments = {}, {}
-local raw = redis.call('HGET', KEYS[2], 'k\\0' .. ns .. '\\0' .. id)
-local current = raw and parse_record(raw)
-while current and current ~= '' and left > 0 do
-  local records, segments = read_records(ns, {current}, remaining)
-  if not records then return {-1, segments} end
-  if #records == 0 then break end
-  local record = records[1]
-  local writes, seeds = {}, {}
-  for _, row in ipairs(parse_rows(record[5])) do
-    if remaining[string.match(row[2], '^([^%z]*)')] then
-      writes[#writes + 1] = row[1]
-      writes[#writes + 1] = row[2]
-    end
-  end
-  for at = 1, #record[4], 2 do
-    local channel, value = record[4][at], record[4][at + 1]
-    if remaining[channel] and string.sub(value, 1, 6) ~= 'empty\\0' then
-      seeds[#seeds + 1] = channel
-      seeds[#seeds + 1] = value
-    end
-  end
-  for at = 1, #seeds, 2 do
-    if remaining[seeds[at]] then remaining[seeds[at]] = nil left = left - 1 end
-  end
-  for _, part in ipairs(segments) do all_segments[#all_segments + 1] = part end
-  chain[#chain + 1] = {current, writes, seeds}
-  current = record[3]
-end
-return {1, chain, all_segments}
 """,
 )

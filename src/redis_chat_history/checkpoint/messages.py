@@ -12,11 +12,15 @@ the saver then reads the list and sends again.
 
 Messages are compared by identity first (LangGraph's ``add_messages`` keeps the objects
 of the previous state), then by their encoding: an edited message is a new object with
-a different encoding.
+a different encoding. An object a task wrote since the tip was taken, and any of the
+newest few, is compared by its encoding only (a node may change a message of the state
+in place and write it back, as langchain < 1.3's ``HumanInTheLoopMiddleware`` does with
+an edited tool call; its write and the next put may reach the saver in either order).
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -30,7 +34,13 @@ from redis_chat_history.construct import EXACT_CLASSES
 from redis_chat_history.errors import MessageEncodeError
 
 #: The implicit segment id of a history list the checkpointer has not written yet.
-MAIN0 = "0" * 16
+MAIN0 = "0"
+#: A noted write the put makes a reference: (writes field, row suffix, start, count, sha1).
+Rewrite = tuple[str, str | bytes, int, int, str]
+#: The newest messages of the list a put compares by their encoding even when the state
+#: holds the very objects it stored (a node may have changed one in place: its write may
+#: reach the saver after the put).
+RECHECKED = 8
 #: Threads whose tip one saver keeps (each holds its conversation's encoded messages).
 TIP_THREADS = 256
 
@@ -42,6 +52,9 @@ class Tip:
     segment: str = MAIN0
     encoded: list[bytes] = field(default_factory=list)
     objects: list[BaseMessage | None] = field(default_factory=list)
+    #: ``id()`` of objects written by a task since: compared by their encoding, not
+    #: their identity (a node may change a message of the state in place and write it).
+    dirty: set[int] = field(default_factory=set)
 
 
 @dataclass(frozen=True)
@@ -80,9 +93,10 @@ def plan_messages(tip: Tip, messages: list[BaseMessage]) -> MessagesWrite | None
     same = 0
     encoded: list[bytes] = []
     limit = min(length, len(messages))
+    trusted = length - RECHECKED
     while same < limit:
         message = messages[same]
-        if message is tip.objects[same]:
+        if message is tip.objects[same] and same < trusted and id(message) not in tip.dirty:
             same += 1
             continue
         try:
@@ -105,27 +119,20 @@ def plan_messages(tip: Tip, messages: list[BaseMessage]) -> MessagesWrite | None
     return MessagesWrite("r", tip, whole, whole, list(messages))
 
 
-def _same(message: Any, stored: Any, encoded: bytes) -> bool:
-    """``message`` is the stored one: the same object, or one encoded the same."""
-    if message is stored:
-        return True
-    if getattr(message, "id", None) != getattr(stored, "id", None) or message.id is None:
-        return False
-    try:
-        return encode_message(message) == encoded
-    except (MessageEncodeError, TypeError, ValueError):
-        return False
+def encode_or_none(messages: Sequence[Any]) -> list[bytes] | None:
+    """The encodings of ``messages`` (None when one cannot be encoded exactly)."""
+    if storable(list(messages)) is None:
+        return None
+    return encode_all(messages)
 
 
-def find_run(
-    objects: Sequence[Any], encoded: Sequence[bytes], messages: Sequence[Any], lowest: int
-) -> int | None:
-    """Where ``messages`` are, consecutive, among ``objects[lowest:]`` (newest tried first)."""
-    for start in range(len(objects) - len(messages), lowest - 1, -1):
-        if all(
-            _same(message, objects[start + at], encoded[start + at])
-            for at, message in enumerate(messages)
-        ):
+def find_run(encoded: Sequence[bytes], wanted: Sequence[bytes], lowest: int) -> int | None:
+    """Where the encodings ``wanted`` are, consecutive, among ``encoded[lowest:]``
+    (newest tried first). Encodings, not objects: an object changed in place since it
+    was stored is not what the list holds."""
+    size = len(wanted)
+    for start in range(len(encoded) - size, lowest - 1, -1):
+        if all(encoded[start + at] == raw for at, raw in enumerate(wanted)):
             return start
     return None
 
@@ -141,47 +148,57 @@ class Tips:
         self._tips: OrderedDict[str, Tip] = OrderedDict()
         self._writes: OrderedDict[str, list[list[Any]]] = OrderedDict()
 
-    def remember_writes(self, thread_key: str, field: str, rows: Sequence[tuple[str, Any]]) -> None:
-        """Note ``messages`` writes (row suffix, messages) of writes field ``field`` not yet
-        in the history list: the put that appends them makes them references."""
-        if not rows:
-            return
+    def remember_writes(
+        self, thread_key: str, field: str, rows: Sequence[tuple[str | bytes, Any, bytes]]
+    ) -> None:
+        """Note ``messages`` writes (row suffix, messages, stored value) of writes field
+        ``field`` not yet in the history list: the put that appends them makes them
+        references (when the row still holds that value: a re-sent write is kept)."""
+        noted = []
+        for suffix, messages, stored in rows:
+            encoded = encode_or_none(messages)
+            if encoded is not None:
+                digest = hashlib.sha1(stored).hexdigest()
+                noted.append([field, suffix, encoded, digest, 0])
         with self._lock:
+            tip = self._tips.get(thread_key)
+            if tip is not None:
+                tip.dirty.update(id(message) for _, messages, _ in rows for message in messages)
+            if not noted:
+                return
             known = self._writes.pop(thread_key, [])
-            known += [[field, suffix, list(messages), 0] for suffix, messages in rows]
+            known += noted
             self._writes[thread_key] = known[-32:]
             while len(self._writes) > self._size:
                 self._writes.popitem(last=False)
 
-    def rewrites(
-        self, thread_key: str, write: MessagesWrite | None
-    ) -> list[tuple[str, str, int, int]]:
+    def rewrites(self, thread_key: str, write: MessagesWrite | None) -> list[Rewrite]:
         """Noted writes whose messages the list holds after this put:
-        (field, row suffix, start from the oldest, count)."""
+        (field, row suffix, start from the oldest, count, sha1 of the row's value)."""
         if write is None or write.mode == "":
             return []
         with self._lock:
             known = list(self._writes.get(thread_key, []))
-        objects, encoded = write.after_objects, write.after_encoded
+        encoded = write.after_encoded
         found = []
-        for name, suffix, messages, _tries in known:
-            lowest = max(0, len(objects) - len(messages) - 64)
-            start = find_run(objects, encoded, messages, lowest)
+        for name, suffix, wanted, digest, _tries in known:
+            lowest = max(0, len(encoded) - len(wanted) - 64)
+            start = find_run(encoded, wanted, lowest)
             if start is not None:
-                found.append((name, suffix, start, len(messages)))
+                found.append((name, suffix, start, len(wanted), digest))
         return found
 
-    def settle(self, thread_key: str, done: Sequence[tuple[str, str, int, int]]) -> None:
+    def settle(self, thread_key: str, done: Sequence[Rewrite]) -> None:
         """After a put: drop the rewritten writes, and those tried by a few puts."""
-        finished = {(name, suffix) for name, suffix, _, _ in done}
+        finished = {(entry[0], entry[1]) for entry in done}
         with self._lock:
             known = self._writes.get(thread_key)
             if known is None:
                 return
             kept = []
             for entry in known:
-                entry[3] += 1
-                if (entry[0], entry[1]) not in finished and entry[3] < 4:
+                entry[4] += 1
+                if (entry[0], entry[1]) not in finished and entry[4] < 4:
                     kept.append(entry)
             self._writes[thread_key] = kept
 
@@ -201,14 +218,16 @@ class Tips:
                 self._tips.popitem(last=False)
 
     def locate(self, thread_key: str, messages: Sequence[Any]) -> tuple[str, int] | None:
-        """(segment, start) when the history list already holds ``messages`` (the same
-        objects) among its newest elements: a write that arrives after the put."""
+        """(segment, start) when the history list already holds ``messages`` (encoded
+        the same) among its newest elements: a write that arrives after the put."""
         with self._lock:
             tip = self._tips.get(thread_key)
         if tip is None or not messages:
             return None
-        lowest = max(0, len(tip.objects) - 64)
-        start = find_run(tip.objects, tip.encoded, messages, lowest)
+        wanted = encode_or_none(messages)
+        if wanted is None:
+            return None
+        start = find_run(tip.encoded, wanted, max(0, len(tip.encoded) - 64))
         return None if start is None else (tip.segment, start)
 
     def forget(self, thread_key: str) -> None:

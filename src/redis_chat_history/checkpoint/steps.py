@@ -15,20 +15,33 @@ Example::
 from __future__ import annotations
 
 import dataclasses
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from redis_chat_history.checkpoint import lua
+from redis_chat_history.checkpoint import lua, lua_reads
+from redis_chat_history.checkpoint.forms import (
+    _EMPTY,
+    SEP,
+    _text,
+    channel_code,
+    channel_name,
+    parse_rows,
+    unpack_record,
+)
+
+# (re-exported: the saver's operations and the tests name the stored forms here)
+from redis_chat_history.checkpoint.forms import EMPTY as EMPTY
+from redis_chat_history.checkpoint.forms import REF as REF
+from redis_chat_history.checkpoint.forms import blob_field as blob_field
+from redis_chat_history.checkpoint.forms import pack as pack
+from redis_chat_history.checkpoint.forms import pack_record as pack_record
+from redis_chat_history.checkpoint.forms import unpack as unpack
+from redis_chat_history.checkpoint.forms import writes_field as writes_field
 from redis_chat_history.checkpoint.messages import MessagesWrite
 from redis_chat_history.operations.plans import Command, Plan
 from redis_chat_history.slots import CHECKPOINT_INDEX, CHECKPOINTS, SEGMENT, companion_key
-
-SEP = "\x00"
-REF = b"rch-ref\x00"
-EMPTY = ("empty", b"")
 
 
 @dataclass(frozen=True)
@@ -51,72 +64,12 @@ class ThreadKeys:
         return companion_key(self.history, CHECKPOINT_INDEX)
 
     def archive(self, segment: str) -> str:
-        return companion_key(self.history, SEGMENT, segment)
+        """The key of archived segment ``segment`` (16 hex digits; the first one is '0')."""
+        return companion_key(self.history, SEGMENT, segment.rjust(16, "0"))
 
     @property
     def base(self) -> list[str]:
         return [self.history, self.data, self.index]
-
-
-#: Values at least this long are stored zlib-compressed when that makes them smaller
-#: (checkpoints compress to about half: versions and channel names repeat).
-COMPRESS_FROM = 200
-_ZLIB = "z+"
-
-
-def pack(typed: tuple[str, bytes]) -> bytes:
-    """A serializer's ``(type, bytes)`` as stored: ``type\\0bytes`` (``z+type`` compressed)."""
-    kind, data = typed
-    if len(data) >= COMPRESS_FROM:
-        packed = zlib.compress(data, 6)
-        if len(packed) < len(data):
-            return f"{_ZLIB}{kind}\x00".encode() + packed
-    return kind.encode() + b"\x00" + data
-
-
-def unpack(raw: bytes) -> tuple[str, bytes]:
-    kind, _, data = raw.partition(b"\x00")
-    text = kind.decode()
-    if text.startswith(_ZLIB):
-        return text[len(_ZLIB) :], zlib.decompress(data)
-    return text, data
-
-
-def version_text(version: Any) -> str:
-    """A channel version as stored (names blob fields; read back by :func:`version_of`)."""
-    if isinstance(version, int) and not isinstance(version, bool):
-        return f"#{version}"
-    if isinstance(version, float):
-        return f"~{version!r}"
-    text = str(version)
-    return "'" + text if text[:1] in ("#", "~", "'") else text
-
-
-def version_of(text: str) -> Any:
-    if text[:1] == "#":
-        return int(text[1:])
-    if text[:1] == "~":
-        return float(text[1:])
-    return text[1:] if text[:1] == "'" else text
-
-
-def blob_field(ns: str, channel: str, version: Any) -> str:
-    return f"b{SEP}{ns}{SEP}{channel}{SEP}{version_text(version)}"
-
-
-def writes_field(ns: str, checkpoint_id: str) -> str:
-    return f"w{SEP}{ns}{SEP}{checkpoint_id}"
-
-
-def versions_list(versions: dict[str, Any]) -> str:
-    """The blob fields of a checkpoint, as ``channel\\0version\\0`` pairs (read by Lua)."""
-    return "".join(
-        f"{channel}{SEP}{version_text(version)}{SEP}" for channel, version in versions.items()
-    )
-
-
-def _text(value: Any) -> str:
-    return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else str(value)
 
 
 # ---------------------------------------------------------------------------
@@ -140,46 +93,6 @@ def _parse_put(replies: list[Any]) -> PutReply:
     return PutReply(int(reply[0]), _text(reply[1]), int(reply[2]))
 
 
-def pack_record(
-    parent_id: str, versions: dict[str, Any], metadata: bytes, checkpoint: bytes
-) -> bytes:
-    """A checkpoint as stored: ``parent\\0<n>\\0<blob list><m>\\0<metadata><checkpoint>``."""
-    listed = versions_list(versions).encode("utf-8", "surrogateescape")
-    head = f"{parent_id}\x00{len(listed)}\x00".encode()
-    return head + listed + f"{len(metadata)}\x00".encode() + metadata + checkpoint
-
-
-def unpack_record(raw: bytes) -> tuple[str, bytes, bytes, dict[str, Any]]:
-    """(parent id, packed metadata, packed checkpoint, channel versions) of a record.
-
-    The checkpoint is stored without its id and versions (the field name and the blob
-    list hold them).
-    """
-    parent, _, rest = raw.partition(b"\x00")
-    size, _, rest = rest.partition(b"\x00")
-    listed = _text(rest[: int(size)]).split(SEP)
-    rest = rest[int(size) :]
-    size, _, rest = rest.partition(b"\x00")
-    versions = {listed[at]: version_of(listed[at + 1]) for at in range(0, len(listed) - 1, 2)}
-    return _text(parent), rest[: int(size)], rest[int(size) :], versions
-
-
-def parse_rows(raw: bytes) -> list[tuple[str, bytes]]:
-    """The rows ``(task\\0idx, value)`` of a stored writes field."""
-    rows = []
-    at = 0
-    while at < len(raw):
-        cut = raw.index(b"\x00", at)
-        size = int(raw[at:cut])
-        suffix = raw[cut + 1 : cut + 1 + size]
-        at = cut + 1 + size
-        cut = raw.index(b"\x00", at)
-        size = int(raw[at:cut])
-        rows.append((_text(suffix), raw[cut + 1 : cut + 1 + size]))
-        at = cut + 1 + size
-    return rows
-
-
 def put_plan(
     keys: ThreadKeys,
     *,
@@ -192,12 +105,15 @@ def put_plan(
     messages: MessagesWrite | None,
     messages_field: str,
     new_segment: str,
-    rewrites: Sequence[tuple[str, str, int, int]] = (),
+    rewrites: Sequence[tuple[str, str | bytes, int, int, str]] = (),
 ) -> Plan[PutReply]:
-    """Store one checkpoint, its new blobs and (root namespace) its messages, atomically.
+    """Store one checkpoint, its new values and (root namespace) its messages, atomically.
 
+    ``blobs`` are the new values, named by :func:`blob_field` (an empty one is not
+    stored: no value is empty); ``messages_field`` names the one the list holds.
     ``rewrites`` name rows of writes fields whose messages the list holds after the put,
-    from a position counted from the oldest (they become references to them).
+    from a position counted from the oldest (they become references to them, when the
+    row still holds the value whose sha1 is given).
     """
     script_keys = keys.base
     mode = messages.mode if messages is not None else ""
@@ -217,14 +133,15 @@ def put_plan(
         expected.segment if expected else "",
         len(expected.encoded) if expected else 0,
         new_segment,
-        messages_field,
+        messages_field.partition(SEP)[0],
         len(rewrites),
-        len(blobs),
     ]
-    for field, suffix, start, count in rewrites:
-        args += (field, suffix, start, count)
-    for name, value in blobs:
-        args += (name, value)
+    given = [(name.partition(SEP), b"" if value == _EMPTY else value) for name, value in blobs]
+    args.append(len(given))
+    for field, suffix, start, count, digest in rewrites:
+        args += (field, suffix, start, count, digest)
+    for (version, _, channel), value in given:
+        args += (version, channel, value)
     if messages is not None and sending:
         args += messages.elements
     command = Command.call(lua.PUT, script_keys, args)
@@ -237,12 +154,17 @@ def put_writes_plan(
     ns: str,
     checkpoint_id: str,
     ttl: int,
-    writes: Sequence[tuple[str, bool, bytes]],
+    writes: Sequence[
+        tuple[str | bytes, bool, bytes] | tuple[str | bytes, bool, bytes, Sequence[bytes]]
+    ],
 ) -> Plan[int]:
-    """Store ``(field suffix, replace, value)`` writes of one task of one checkpoint."""
+    """Store ``(field suffix, replace, value[, history encodings])`` writes of one task of
+    one checkpoint. A write given the history encodings of its messages is stored as a
+    reference to them when the history list holds them among its newest elements."""
     args: list[Any] = [ns, checkpoint_id, ttl]
-    for suffix, replace, value in writes:
-        args += (suffix, "1" if replace else "0", value)
+    for suffix, replace, value, *more in writes:
+        hints = list(more[0]) if more else []
+        args += (suffix, "1" if replace else "0", value, len(hints), *hints)
     command = Command.call(lua.PUT_WRITES, keys.base, args)
     return Plan(
         (command,), keys.history, lambda replies: int(replies[0]), writes=True, idempotent=True
@@ -293,7 +215,7 @@ def _record(row: Sequence[Any]) -> Record:
         checkpoint,
         metadata,
         parent,
-        {_text(channel): value for channel, value in _pairs(blobs)},
+        {channel_name(_text(channel)): value for channel, value in _pairs(blobs)},
         parse_rows(writes),
         versions,
     )
@@ -337,7 +259,7 @@ def read_plan(
         )
 
     held = [known[0], known[1]] if known else ["", 0]
-    command = Command.call(lua.READ, keys.base, [ns, ttl, *held, *(ids or [""])])
+    command = Command.call(lua_reads.READ, keys.base, [ns, ttl, *held, *(ids or [""])])
     return Plan((command,), keys.history, parse, writes=ttl > 0)
 
 
@@ -349,7 +271,7 @@ def page_plan(keys: ThreadKeys, ns: str, before: str, count: int) -> Plan[list[t
             (_text(cid), unpack_record(raw)[1] if raw else b"") for cid, raw in _pairs(replies[0])
         ]
 
-    command = Command.call(lua.PAGE, keys.base, [ns, before, count])
+    command = Command.call(lua_reads.PAGE, keys.base, [ns, before, count])
     return Plan((command,), keys.history, parse)
 
 
@@ -385,10 +307,11 @@ def delta_plan(
                 Ancestor(
                     _text(ancestor_id),
                     [(_text(suffix), value) for suffix, value in _pairs(writes)],
-                    {_text(channel): value for channel, value in _pairs(seeds)},
+                    {channel_name(_text(channel)): value for channel, value in _pairs(seeds)},
                 )
             )
         return chain, _segments(reply[2]), None
 
-    command = Command.call(lua.DELTA, keys.base, [ns, checkpoint_id, *channels])
+    coded = [channel_code(channel) for channel in channels]
+    command = Command.call(lua_reads.DELTA, keys.base, [ns, checkpoint_id, *coded])
     return Plan((command,), keys.history, parse)

@@ -11,48 +11,58 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from redis_chat_history.checkpoint.forms import SEP, _text
 from redis_chat_history.checkpoint.lua import script
-from redis_chat_history.checkpoint.steps import SEP, ThreadKeys, _pairs, _text
+from redis_chat_history.checkpoint.steps import ThreadKeys, _pairs
 from redis_chat_history.operations.plans import Command, Plan
 
 _DROP = """
-local function drop_checkpoint(ns, id)
-  local tail = ns .. '\\0' .. id
-  redis.call('HDEL', KEYS[2], 'k\\0' .. tail, 'w\\0' .. tail)
-  redis.call('ZREM', KEYS[3], 'c\\0' .. tail)
+local function drop_member(member)
+  local tail = split_member(member)
+  redis.call('ZREM', KEYS[3], member)
+  redis.call('HDEL', KEYS[2], 'w\\0' .. tail)
 end
--- drops blobs no checkpoint refers to, archived segments nothing refers to, run index
+-- drops values no checkpoint refers to, archived segments nothing refers to, run index
 -- entries and namespaces without checkpoints
 local function collect()
   local used, segs, alive = {}, {}, {}
+  local function refer(rows)
+    local found = {}
+    for _, row in ipairs(parse_rows(rows)) do row_needs(row[2], found) end
+    for _, pair in ipairs(found) do segs[pair[1]] = true end
+  end
   for _, member in ipairs(range('c\\0')) do
-    alive[member] = true
-    local ns, id = string.match(member, '^c%z([^%z]*)%z(.*)$')
-    local tail = ns .. '\\0' .. id
-    local raw = redis.call('HGET', KEYS[2], 'k\\0' .. tail)
-    if raw then
-      local _, list = parse_record(raw)
-      local fields = split(list)
-      for at = 1, #fields, 2 do
-        used['b\\0' .. ns .. '\\0' .. fields[at] .. '\\0' .. fields[at + 1]] = true
-      end
+    local tail, record, writes = split_member(member)
+    alive[tail] = true
+    local ns = string.match(tail, '^([^%z]*)')
+    local _, list = parse_record(record)
+    for _, pair in ipairs(versions_of(list)) do
+      local field = group_field(ns, pair[2])
+      used[field] = used[field] or {}
+      used[field][pair[2]] = true
     end
-    for _, row in ipairs(parse_rows(redis.call('HGET', KEYS[2], 'w\\0' .. tail))) do
-      local seg = write_ref(row[2])
-      if seg then segs[seg] = true end
-    end
+    refer(writes)
   end
   for _, name in ipairs(redis.call('HKEYS', KEYS[2])) do
-    if string.sub(name, 1, 2) == 'b\\0' then
-      if not used[name] then
-        redis.call('HDEL', KEYS[2], name)
-      else
-        local value = redis.call('HGET', KEYS[2], name)
-        if string.sub(value, 1, #REF) == REF then
-          local seg = parse_ref(value)
-          if seg then segs[seg] = true end
+    local kind = string.sub(name, 1, 2)
+    if kind == 'v\\0' then
+      local wanted, kept = used[name] or {}, {}
+      local outer = parse_rows(redis.call('HGET', KEYS[2], name))
+      for _, row in ipairs(outer) do
+        if wanted[row[1]] then
+          kept[#kept + 1] = row
+          local found = {}
+          for _, value in ipairs(parse_rows(row[2])) do needs(value[2], found) end
+          for _, pair in ipairs(found) do segs[pair[1]] = true end
         end
       end
+      if #kept == 0 then
+        redis.call('HDEL', KEYS[2], name)
+      elseif #kept < #outer then
+        redis.call('HSET', KEYS[2], name, join_rows(kept))
+      end
+    elseif kind == 'w\\0' then
+      refer(redis.call('HGET', KEYS[2], name))
     end
   end
   for _, member in ipairs(range('g\\0')) do
@@ -65,10 +75,13 @@ local function collect()
   end
   for _, member in ipairs(range('r\\0')) do
     local tail = string.match(member, '^r%z[^%z]*%z(.*)$')
-    if not tail or not alive['c\\0' .. tail] then redis.call('ZREM', KEYS[3], member) end
+    if not tail or not alive[tail] then redis.call('ZREM', KEYS[3], member) end
   end
   for _, member in ipairs(range('n\\0')) do
-    if #range('c\\0' .. string.sub(member, 3) .. '\\0') == 0 then
+    local prefix = 'c\\0' .. string.sub(member, 3) .. '\\0'
+    local any = redis.call('ZRANGEBYLEX', KEYS[3], '[' .. prefix, '[' .. prefix .. '\\255',
+      'LIMIT', 0, 1)
+    if #any == 0 then
       redis.call('ZREM', KEYS[3], member)
     end
   end
@@ -86,18 +99,19 @@ if ARGV[1] == 'latest' then
   for _, member in ipairs(range('n\\0')) do
     local ns = string.sub(member, 3)
     local prefix = 'c\\0' .. ns .. '\\0'
-    local ids = range(prefix)
-    for at = 1, #ids - 1 do
-      drop_checkpoint(ns, string.sub(ids[at], #prefix + 1))
+    local members = range(prefix)
+    for at = 1, #members - 1 do
+      drop_member(members[at])
       dropped = dropped + 1
     end
   end
 else
   for at = 2, #ARGV do
     for _, member in ipairs(range('r\\0' .. ARGV[at] .. '\\0')) do
-      local ns, id = string.match(member, '^r%z[^%z]*%z([^%z]*)%z(.*)$')
-      if ns and redis.call('ZSCORE', KEYS[3], 'c\\0' .. ns .. '\\0' .. id) then
-        drop_checkpoint(ns, id)
+      local tail = string.match(member, '^r%z[^%z]*%z(.*)$')
+      local found = tail and member_of(tail)
+      if found then
+        drop_member(found)
         dropped = dropped + 1
       end
     end

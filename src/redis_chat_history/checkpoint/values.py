@@ -19,13 +19,15 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
-from redis_chat_history.checkpoint.messages import Tip
+from redis_chat_history.checkpoint.forms import channel_code, channel_name, task_code, task_of
+from redis_chat_history.checkpoint.messages import MessagesWrite, Tip, encode_or_none
+from redis_chat_history.checkpoint.nested import NESTED, NESTED_KIND, load_nested, pack_nested
 from redis_chat_history.checkpoint.steps import REF, Record, ThreadKeys, pack, unpack
 from redis_chat_history.codec import decode_newest_first
 from redis_chat_history.errors import CorruptHistoryError
 
 #: The type of a write stored as a reference to messages of a segment.
-WREF = "rch-wref"
+WREF = "\x01w"
 
 
 class BrokenCheckpointError(CorruptHistoryError):
@@ -79,7 +81,20 @@ class Segments:
 def load_value(serde: SerializerProtocol, raw: bytes, segments: Segments) -> Any:
     if raw.startswith(REF):
         return segments.oldest(*parse_ref(raw))
+    if raw.startswith(NESTED):
+        return load_nested(serde.loads_typed, raw[len(NESTED) :], segments.oldest)
     return serde.loads_typed(unpack(raw))
+
+
+def pack_value(serde: SerializerProtocol, value: Any, write: MessagesWrite | None) -> bytes:
+    """A value a put gives, with references to the messages the list holds after the put
+    (when the put writes the list: the script checks it holds what the saver saw)."""
+    if write is not None:
+        after = Tip("*", write.after_encoded, write.after_objects)
+        nested = pack_nested(serde.dumps_typed, value, after, "*")
+        if nested is not None:
+            return nested
+    return pack(serde.dumps_typed(value))
 
 
 def channel_values(serde: SerializerProtocol, record: Record, segments: Segments) -> dict[str, Any]:
@@ -91,8 +106,13 @@ def channel_values(serde: SerializerProtocol, record: Record, segments: Segments
     return values
 
 
+def _head(channel: str, task_path: str) -> bytes:
+    """A write's ``channel\\0path\\0`` (the channel stored short, see :mod:`.forms`)."""
+    return f"{channel_code(channel)}\x00{task_path}\x00".encode("utf-8", "surrogateescape")
+
+
 def pack_write(serde: SerializerProtocol, channel: str, value: Any, task_path: str) -> bytes:
-    head = f"{channel}\x00{task_path}\x00".encode("utf-8", "surrogateescape")
+    head = _head(channel, task_path)
     return head + pack(serde.dumps_typed(value))
 
 
@@ -102,27 +122,45 @@ def write_rows(
     task_id: str,
     task_path: str,
     locate: Callable[[Any], tuple[str, int] | None] | None = None,
-) -> list[tuple[str, bool, bytes]]:
-    """put_writes' rows: field suffix ``task\\0idx``, replace (special writes), value.
+    tip: Tip | None = None,
+) -> list[tuple[bytes, bool, bytes, list[bytes]]]:
+    """put_writes' rows: field suffix ``task\\0idx`` (:func:`.forms.task_code`), replace (special writes), value, and
+    the history encodings of a ``messages`` write (the script stores it as a reference
+    when the list holds them: the put that appends them may run first).
 
-    ``locate`` finds a ``messages`` write already in the history list: it is stored as
-    a reference to it.
+    ``locate`` finds a ``messages`` write already in the history list (as this saver last
+    saw it): it is stored as a reference to it. Given only for the root namespace of a
+    thread whose messages are its chat history, with ``tip`` (that list): runs of its
+    messages in other writes are stored as references too (:mod:`.nested`).
     """
     rows = []
     for position, (channel, value) in enumerate(writes):
         idx = WRITES_IDX_MAP.get(channel, position)
         found = locate(value) if locate is not None and channel == "messages" else None
+        hints: list[bytes] = []
         if found is not None:
-            head = f"{channel}\x00{task_path}\x00".encode("utf-8", "surrogateescape")
-            packed = head + pack((WREF, f"{found[0]}:{found[1]}:{len(value)}".encode()))
+            # (never deflated: the scripts read it)
+            packed = (
+                _head(channel, task_path) + f"{WREF}\x00{found[0]}:{found[1]}:{len(value)}".encode()
+            )
         else:
-            packed = pack_write(serde, channel, value, task_path)
-        rows.append((f"{task_id}\x00{idx}", idx < 0, packed))
+            nested = None
+            if tip is not None and channel != "messages":
+                nested = pack_nested(serde.dumps_typed, value, tip, tip.segment)
+            if nested is not None:
+                packed = _head(channel, task_path) + nested
+            else:
+                packed = pack_write(serde, channel, value, task_path)
+            if locate is not None and channel == "messages" and isinstance(value, list):
+                hints = encode_or_none(value) or []
+        rows.append((task_code(task_id, idx), idx < 0, packed, hints))
     return rows
 
 
 def _write_value(serde: SerializerProtocol, rest: bytes, segments: Segments) -> Any:
     kind, data = unpack(rest)
+    if kind == NESTED_KIND:
+        return load_nested(serde.loads_typed, data, segments.oldest)
     if kind == WREF:
         segment, start, count = data.decode().split(":")
         first, size = int(start), int(count)
@@ -136,10 +174,11 @@ def pending_writes(
     """Stored writes in LangGraph's order (``writes_sort_key``)."""
     decoded = []
     for suffix, raw in rows:
-        task_id, _, idx = suffix.rpartition("\x00")
+        task_id, idx = task_of(suffix)
         channel, path, rest = raw.split(b"\x00", 2)
-        key = writes_sort_key(path.decode("utf-8", "surrogateescape"), task_id, int(idx))
-        decoded.append((key, task_id, channel.decode("utf-8", "surrogateescape"), rest))
+        key = writes_sort_key(path.decode("utf-8", "surrogateescape"), task_id, idx)
+        name = channel_name(channel.decode("utf-8", "surrogateescape"))
+        decoded.append((key, task_id, name, rest))
     decoded.sort(key=lambda row: row[0])
     return [
         (task_id, channel, _write_value(serde, rest, segments))
