@@ -24,6 +24,7 @@ from redis_chat_history.operations import (
     DELETE,
     EXPIRE,
     MAX_EXPIRE_SECONDS,
+    REPLACE,
     WRITER,
     append_plan,
     batch_plan,
@@ -123,8 +124,9 @@ def test_every_write_is_a_script_with_a_writer_token_and_a_plain_twin() -> None:
     for plan in writes:
         assert plan.writes and plan.idempotent and plan.has_writer
         (command,) = plan.commands
-        # every key named (Cluster, ACL): the history (delete, expire: its thread's keys too)
-        named = thread_keys(KEY) if command.script in (DELETE, EXPIRE) else [KEY]
+        # every key named (Cluster, ACL): the history (delete, expire, replace: its thread's
+        # keys too)
+        named = thread_keys(KEY) if command.script in (DELETE, EXPIRE, REPLACE) else [KEY]
         count = len(named) + 1
         assert command.args[0] == "EVALSHA" and command.args[2] == count
         assert command.args[3 : 3 + count] == (*named, writers_key(KEY))

@@ -34,6 +34,12 @@ from redis_chat_history.operations.scripts import (
     register,
     write_script,
 )
+from redis_chat_history.operations.sessions import (
+    DROP_THREAD,
+    FIND_THREAD,
+    prepared_thread,
+    thread_keys,
+)
 from redis_chat_history.slots import writers_key_of
 
 # ---------------------------------------------------------------------------
@@ -103,20 +109,22 @@ return {1, removed}
 
 REPLACE = write_script(
     "replace",
-    keys=("history",),
+    keys=("history", "data", "index"),
     args=("ttl",),
     rest="messages",
     # ttl seconds (0 = keep the current expiry), messages oldest first. Readers see the old
-    # or the new list. Replies the new length.
-    decide="""
-local length = redis.pcall('LLEN', history)
-if failed(length) then return refused(length) end
+    # or the new list. Replies the new length. When the session is a LangGraph thread, its
+    # companion keys go too (sessions.py): the checkpointer adopts the new conversation as
+    # a new thread's first checkpoint, so no older checkpoint reads what was not its own.
+    decide=FIND_THREAD
+    + """
 local count = #ARGV - messages + 1
-result, unchanged = tostring(count), count == 0 and length == 0
+result, unchanged = tostring(count), count == 0 and length == 0 and not thread
 """,
     apply=_PUSH
+    + DROP_THREAD
     + """
-local remaining = redis.call('PTTL', history)
+local remaining = ttls[1]
 redis.call('DEL', history)
 push(history, messages)
 if count > 0 then
@@ -249,13 +257,18 @@ def delete_last_plan(key: str, n: int, *, skip_corrupt: bool = False) -> Plan[li
 
 
 def replace_plan(key: str, encoded: Sequence[bytes], *, ttl: int | None) -> Plan[int]:
-    """Replace the whole history atomically (readers see old or new, never a mix)."""
-    check_key(key)
+    """Replace the whole history atomically (readers see old or new, never a mix).
+
+    When the session is a LangGraph thread, its checkpoints are deleted with the old list
+    (the checkpointer then starts a new thread from the new conversation). The plain twin
+    deletes the list, the thread's hash and index (archived segments are left to expire).
+    """
+    keys = thread_keys(check_key(key))
     check_batch(encoded, allow_empty=True)
     ttl_arg = check_optional("ttl", ttl, maximum=MAX_EXPIRE_SECONDS)
 
     def plain() -> Plan[int]:
-        commands = [Command(("DEL", key))]
+        commands = [Command(("DEL", *keys))]
         if encoded:
             commands.append(Command(("LPUSH", key, *encoded)))
             if ttl_arg:
@@ -263,7 +276,7 @@ def replace_plan(key: str, encoded: Sequence[bytes], *, ttl: int | None) -> Plan
         count = len(encoded)
         return plain_write(key, commands, lambda _: count)
 
-    return REPLACE.plan(key, [key], [ttl_arg, *encoded], parse_result_int, plain=plain)
+    return REPLACE.plan(key, keys, [ttl_arg, *encoded], parse_result_int, plain=plain)
 
 
 def _prepared(key: str) -> list[tuple[Any, ...]]:
@@ -276,6 +289,12 @@ for _write in (
     Write("append", APPEND, lambda key: append_plan(key, _SAMPLE, ttl=60, max_messages=None)),
     Write("delete_last", DELETE_LAST, lambda key: delete_last_plan(key, 1), _prepared),
     Write("replace", REPLACE, lambda key: replace_plan(key, _SAMPLE, ttl=None), _prepared),
+    Write(
+        "replace_thread",
+        REPLACE,
+        lambda key: replace_plan(key, _SAMPLE, ttl=None),
+        prepared_thread,
+    ),
 ):
     register(_write)
 

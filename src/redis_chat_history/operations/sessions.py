@@ -9,8 +9,11 @@ members of the index; see ``checkpoint/lua.py``). Deleting or expiring the list 
 would leave checkpoints that need it (their next read raises ``BrokenCheckpointError``),
 so ``clear()``, ``store.delete``, ``expire``, ``persist`` and the command line's ``rm``
 and ``ttl`` change all of them in one script: after a delete the checkpointer sees a new,
-empty thread, and an expiry ends every key of the thread together. A plain history (no
-thread) is changed as before. This module needs no LangGraph: the store and the command
+empty thread, and an expiry ends every key of the thread together. Overwriting the
+conversation (``replace_messages``, an import or copy with overwrite: messages.py and
+transfer_plans.py include :data:`FIND_THREAD` and :data:`DROP_THREAD`) deletes the
+companion keys in the script that replaces the list: the checkpointer adopts the new list
+as a new thread's first checkpoint. A plain history (no thread) is changed as before. This module needs no LangGraph: the store and the command
 line handle threads written by another process.
 
 Permissions: the history's commands (README, "A minimal ACL user") and, only for a
@@ -60,11 +63,15 @@ _INDEX_REFUSED = (
     "ZRANGEBYLEX on its index (the checkpointer ACL user has it); nothing was changed"
 )
 
-# Reads (``decide``) shared by both scripts: ``length`` of the list, ``thread`` (its data
-# or index exists), ``archives`` (the archived segments' keys) and ``expiring`` (one of
-# the keys has an expiry). PTTL replies -2 for a missing key of any type and is in the
-# history's ACL list (EXISTS is not).
-_FIND_THREAD = f"""
+#: Reads (a script's ``decide``) shared by the scripts that change a session whole: with
+#: Lua locals ``history``, ``data`` and ``index`` (:func:`thread_keys`), it sets ``length``
+#: of the list, ``ttls`` (PTTL of the three), ``thread`` (its data or index exists),
+#: ``archives`` (the archived segments' keys) and ``expiring`` (one of the keys has an
+#: expiry). PTTL replies -2 for a missing key of any type and is in the history's ACL list
+#: (EXISTS is not). It calls ``failed(x)`` and ``refused(x)`` (a write script's, inlined;
+#: a plain :class:`~.plans.Script` defines them, see :data:`THREAD_HELPERS`). Used by
+#: DELETE, EXPIRE, the history's REPLACE and the import's COMMIT.
+FIND_THREAD = f"""
 local length = redis.pcall('LLEN', history)
 if failed(length) then return refused(length) end
 local ttls = {{}}
@@ -96,11 +103,25 @@ if ttls[3] ~= -2 then
 end
 """
 
+#: Deletes the thread's companion keys found by :data:`FIND_THREAD` (not the list): the
+#: checkpointer then adopts the list, whatever it holds, as a new thread's first checkpoint.
+DROP_THREAD = """
+for _, name in ipairs(archives) do redis.call('DEL', name) end
+if thread then redis.call('DEL', data, index) end
+"""
+
+#: ``failed`` and ``refused`` for a plain script (no plain twin: an error is passed on as
+#: it is, a refusal of ZRANGEBYLEX worded as :data:`FIND_THREAD` words it).
+THREAD_HELPERS = """
+local function failed(x) return type(x) == 'table' and x.err ~= nil end
+local function refused(x) return redis.error_reply(x.err) end
+"""
+
 DELETE = write_script(
     "delete",
     keys=("history", "data", "index"),
     # Replies 1 when the history or its thread existed.
-    decide=_FIND_THREAD
+    decide=FIND_THREAD
     + """
 local existed = length > 0 or thread
 result, unchanged = existed and '1' or '0', not existed
@@ -118,7 +139,7 @@ EXPIRE = write_script(
     args=("seconds",),
     # seconds from now, or 0 to remove the expiry (PERSIST), of every key of the session.
     # Replies 1 when it changed.
-    decide=_FIND_THREAD
+    decide=FIND_THREAD
     + """
 local changed = (length > 0 or thread) and (seconds ~= '0' or expiring)
 result, unchanged = changed and '1' or '0', not changed
@@ -177,7 +198,7 @@ def persist_plan(key: str) -> Plan[bool]:
     return EXPIRE.plan(key, keys, [0], parse_result_bool, plain=plain)
 
 
-def _prepared(key: str) -> list[tuple[Any, ...]]:
+def prepared_thread(key: str) -> list[tuple[Any, ...]]:
     """A checkpointed thread's three keys, expiring: a state every sample changes."""
     history, data, index = thread_keys(key)
     return [
@@ -190,8 +211,8 @@ def _prepared(key: str) -> list[tuple[Any, ...]]:
 
 
 for _write in (
-    Write("delete", DELETE, delete_plan, _prepared),
-    Write("expire", EXPIRE, lambda key: expire_plan(key, 1000), _prepared),
-    Write("persist", EXPIRE, persist_plan, _prepared),
+    Write("delete", DELETE, delete_plan, prepared_thread),
+    Write("expire", EXPIRE, lambda key: expire_plan(key, 1000), prepared_thread),
+    Write("persist", EXPIRE, persist_plan, prepared_thread),
 ):
     register(_write)

@@ -9,6 +9,12 @@ from typing import Any
 from redis_chat_history.checks import check_batch, check_int, check_key
 from redis_chat_history.errors import CommandError
 from redis_chat_history.operations.plans import PUSH_CHUNK, Command, Plan, Script, single_reply
+from redis_chat_history.operations.sessions import (
+    DROP_THREAD,
+    FIND_THREAD,
+    THREAD_HELPERS,
+    thread_keys,
+)
 from redis_chat_history.slots import (
     SNAPSHOT,
     STAGING,
@@ -59,9 +65,11 @@ return {{1, n + count}}
 COMMIT = Script(
     "commit",
     """
--- KEYS[1] staging list, KEYS[2] history; ARGV[1] '1' to overwrite a non-empty history,
--- ARGV[2] messages staged, ARGV[3] expiry in ms ('0' = none), ARGV[4] how long (ms) the
--- outcome stays recognisable. Replies 1 when written, 0 when the history was kept.
+-- KEYS[1] staging list, KEYS[2] history, KEYS[3] and KEYS[4] its thread's data and index
+-- (sessions.thread_keys); ARGV[1] '1' to overwrite a non-empty history, ARGV[2] messages
+-- staged, ARGV[3] expiry in ms ('0' = none), ARGV[4] how long (ms) the outcome stays
+-- recognisable. Replies 1 when written, 0 when the history was kept. Writing the history
+-- of a LangGraph thread deletes the thread's companion keys: a new thread starts from it.
 local staged = redis.call('TYPE', KEYS[1])['ok']
 if staged == 'string' then
   return tonumber(redis.call('GET', KEYS[1]))  -- a re-send: the first copy's outcome
@@ -77,6 +85,11 @@ if n ~= tonumber(ARGV[2]) then
 end
 local outcome = 0
 if ARGV[1] == '1' or existing == 0 then
+  local history, data, index = KEYS[2], KEYS[3], KEYS[4]
+"""
+    + THREAD_HELPERS
+    + FIND_THREAD
+    + """
   -- the expiry goes on the staging list first (RENAME keeps it): a refused value stops
   -- the script before anything changed
   if ARGV[3] == '0' then
@@ -84,6 +97,9 @@ if ARGV[1] == '1' or existing == 0 then
   else
     redis.call('PEXPIRE', KEYS[1], ARGV[3])
   end
+"""
+    + DROP_THREAD
+    + """
   redis.call('RENAME', KEYS[1], KEYS[2])
   outcome = 1
 else
@@ -174,7 +190,9 @@ def commit_stage_plan(
     ``staged`` is the number of messages the staging list must hold, ``expire_ms`` the
     history's expiry (None: none). The outcome replaces the staging list for
     ``remember_seconds``, so a re-send replies the same and changes nothing; a staging
-    list that is gone is an error, and the history is left as it is.
+    list that is gone is an error, and the history is left as it is. Writing the history
+    of a LangGraph thread deletes the thread's checkpoints (its companion keys) in the same
+    script: the checkpointer then starts a new thread from the written conversation.
     """
     check_key(key)
     check_int("staged", staged, minimum=1)
@@ -182,7 +200,7 @@ def commit_stage_plan(
     remember_ms = check_int("remember_seconds", remember_seconds, minimum=1) * 1000
     command = Command.call(
         COMMIT,
-        [staging_key(key, run_id), key],
+        [staging_key(key, run_id), *thread_keys(key)],
         ["1" if overwrite else "0", staged, expiry, remember_ms],
     )
     return Plan((command,), key, single_reply(bool), writes=True, idempotent=True)
