@@ -1,6 +1,6 @@
 # Two commands set up and run everything on a fresh machine:
 #   make demo   - the main job: a LangChain conversation stored in an embedded Redis
-#   make test   - lint, then the suite twice at once: newest dependencies (.venv) and the
+#   make test   - lint and the suite twice, all at once: newest dependencies (.venv) and the
 #                 lowest pyproject.toml allows (.venv-lowest, pinned by constraints/lowest.txt)
 SHELL := /bin/bash
 PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3.10 python3; do \
@@ -27,6 +27,10 @@ CONSTRAINTS := constraints/lowest.txt
 # on other servers would check redis-server, not our dependencies).
 NEWEST_SERVERS ?= redis7,redis6.2,valkey9
 LOWEST_SERVERS ?= redis7
+# No byte-compiling of every installed file at install time: Python compiles (and caches)
+# a module the first time it is imported, and most installed modules (botocore, matplotlib's
+# backends, ...) never are.
+PIP_FLAGS ?= --no-compile
 
 .PHONY: setup setup-lowest demo test test-newest test-lowest lint bench clean
 
@@ -34,13 +38,13 @@ $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python >= 3.10 is needed" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[$(NEWEST_EXTRAS)]'
+	$(BIN)/python -m pip install -q $(PIP_FLAGS) -e '.[$(NEWEST_EXTRAS)]'
 	@touch $(STAMP)
 
 $(LOWEST_STAMP): pyproject.toml $(CONSTRAINTS)
 	$(LOWEST_PYTHON) -m venv $(LOWEST_VENV)
 	$(LOWEST_BIN)/python -m pip install -q --upgrade pip
-	$(LOWEST_BIN)/python -m pip install -q -c $(CONSTRAINTS) -e '.[$(EXTRAS)]'
+	$(LOWEST_BIN)/python -m pip install -q $(PIP_FLAGS) -c $(CONSTRAINTS) -e '.[$(EXTRAS)]'
 	@touch $(LOWEST_STAMP)
 
 setup: $(STAMP)
@@ -61,18 +65,18 @@ lint: setup
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
 
-# Both sets at once (each waits on its servers most of the time); each one's output is
-# printed when it ends.
+# Everything at once: the two installs and npm ci, then lint and both sets, each starting
+# as soon as what it needs is installed (the lowest set, the longer one, does not wait for
+# the newest install or for lint). Each one's output is printed when it ends; any failure
+# fails `make test`.
 test:
-	@$(MAKE) --no-print-directory -j2 setup setup-lowest $(JS_STAMP)
-	@$(MAKE) --no-print-directory lint
-	@$(MAKE) --no-print-directory -j2 --output-sync=target test-newest test-lowest
+	@$(MAKE) --no-print-directory -j3 --output-sync=target lint test-newest test-lowest
 
-test-newest: setup
+test-newest: setup $(JS_STAMP)
 	@echo "== newest dependencies ($$($(BIN)/python -V)), servers $(NEWEST_SERVERS)"
 	RCH_TEST_SERVERS=$(NEWEST_SERVERS) $(BIN)/pytest -q -p no:cacheprovider
 
-test-lowest: setup-lowest
+test-lowest: setup-lowest $(JS_STAMP)
 	@echo "== lowest dependencies ($$($(LOWEST_BIN)/python -V), $(CONSTRAINTS)), servers $(LOWEST_SERVERS)"
 	RCH_DEPENDENCIES=lowest RCH_TEST_SERVERS=$(LOWEST_SERVERS) $(LOWEST_BIN)/pytest -q -p no:cacheprovider
 

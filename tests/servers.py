@@ -231,6 +231,9 @@ class RedisProcess:
             "logfile": str(self.dir / "redis.log"),
             "save": "",
             "appendonly": "yes" if self.persistent else "no",
+            # A replica's full sync starts at once, not after the 5 s diskless-sync
+            # delay (Redis 7 and Valkey; Redis 6.2 syncs from disk, no delay).
+            "repl-diskless-sync-delay": "0",
         }
         if self.persistent:
             arguments["appendfsync"] = "always"
