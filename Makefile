@@ -31,17 +31,14 @@ LOWEST_SERVERS ?= redis7
 # not to (PYTHONDONTWRITEBYTECODE): each of the many Pythons the suite starts (the installed
 # command, uWSGI, a nested pytest) would compile the package and the test modules again.
 SUITE_ENV := PYTHONDONTWRITEBYTECODE=
-# `make test` sets YIELD=nice: the newest install and lint give the CPU to the lowest set's
-# install and run, the longer of the two (the suites themselves run at normal priority).
-YIELD ?=
 
 .PHONY: setup setup-lowest demo test test-newest test-lowest lint bench clean
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python >= 3.10 is needed" >&2; exit 1; }
-	$(YIELD) $(PYTHON) -m venv $(VENV)
-	$(YIELD) $(BIN)/python -m pip install -q --upgrade pip
-	$(YIELD) $(BIN)/python -m pip install -q -e '.[$(NEWEST_EXTRAS)]'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[$(NEWEST_EXTRAS)]'
 	@touch $(STAMP)
 
 $(LOWEST_STAMP): pyproject.toml $(CONSTRAINTS)
@@ -64,16 +61,16 @@ demo: setup
 	$(BIN)/redis-chat-history demo
 
 lint: setup
-	$(YIELD) $(BIN)/ruff check src tests benchmarks
-	$(YIELD) $(BIN)/ruff format --check src tests benchmarks
-	$(YIELD) $(BIN)/mypy
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy
 
 # Everything at once: the two installs and npm ci, then lint and both sets, each starting
 # as soon as what it needs is installed (the lowest set, the longer one, does not wait for
 # the newest install or for lint). Each one's output is printed when it ends; any failure
 # fails `make test`.
 test:
-	@$(MAKE) --no-print-directory -j3 --output-sync=target YIELD=nice lint test-newest test-lowest
+	@$(MAKE) --no-print-directory -j3 --output-sync=target lint test-newest test-lowest
 
 test-newest: setup $(JS_STAMP)
 	@echo "== newest dependencies ($$($(BIN)/python -V)), servers $(NEWEST_SERVERS)"
