@@ -27,10 +27,10 @@ CONSTRAINTS := constraints/lowest.txt
 # on other servers would check redis-server, not our dependencies).
 NEWEST_SERVERS ?= redis7,redis6.2,valkey9
 LOWEST_SERVERS ?= redis7
-# No byte-compiling of every installed file at install time: Python compiles (and caches)
-# a module the first time it is imported, and most installed modules (botocore, matplotlib's
-# backends, ...) never are.
-PIP_FLAGS ?= --no-compile
+# The suites cache bytecode (__pycache__, ignored by git) even where the environment says
+# not to (PYTHONDONTWRITEBYTECODE): each of the many Pythons the suite starts (the installed
+# command, uWSGI, a nested pytest) would compile the package and the test modules again.
+SUITE_ENV := PYTHONDONTWRITEBYTECODE=
 
 .PHONY: setup setup-lowest demo test test-newest test-lowest lint bench clean
 
@@ -38,13 +38,13 @@ $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python >= 3.10 is needed" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q $(PIP_FLAGS) -e '.[$(NEWEST_EXTRAS)]'
+	$(BIN)/python -m pip install -q -e '.[$(NEWEST_EXTRAS)]'
 	@touch $(STAMP)
 
 $(LOWEST_STAMP): pyproject.toml $(CONSTRAINTS)
 	$(LOWEST_PYTHON) -m venv $(LOWEST_VENV)
 	$(LOWEST_BIN)/python -m pip install -q --upgrade pip
-	$(LOWEST_BIN)/python -m pip install -q $(PIP_FLAGS) -c $(CONSTRAINTS) -e '.[$(EXTRAS)]'
+	$(LOWEST_BIN)/python -m pip install -q -c $(CONSTRAINTS) -e '.[$(EXTRAS)]'
 	@touch $(LOWEST_STAMP)
 
 setup: $(STAMP)
@@ -74,11 +74,11 @@ test:
 
 test-newest: setup $(JS_STAMP)
 	@echo "== newest dependencies ($$($(BIN)/python -V)), servers $(NEWEST_SERVERS)"
-	RCH_TEST_SERVERS=$(NEWEST_SERVERS) $(BIN)/pytest -q -p no:cacheprovider
+	$(SUITE_ENV) RCH_TEST_SERVERS=$(NEWEST_SERVERS) $(BIN)/pytest -q -p no:cacheprovider
 
 test-lowest: setup-lowest $(JS_STAMP)
 	@echo "== lowest dependencies ($$($(LOWEST_BIN)/python -V), $(CONSTRAINTS)), servers $(LOWEST_SERVERS)"
-	RCH_DEPENDENCIES=lowest RCH_TEST_SERVERS=$(LOWEST_SERVERS) $(LOWEST_BIN)/pytest -q -p no:cacheprovider
+	$(SUITE_ENV) RCH_DEPENDENCIES=lowest RCH_TEST_SERVERS=$(LOWEST_SERVERS) $(LOWEST_BIN)/pytest -q -p no:cacheprovider
 
 bench: setup
 	$(BIN)/python -m benchmarks
