@@ -175,7 +175,14 @@ class Failover:
         )
 
     def swap(self) -> None:
-        wait_until(lambda: self.old_admin.wait(1, 1000) >= 1, 20, "the replica to catch up")
+        # WAIT would count only this admin connection's writes: compare replication offsets,
+        # so that every write the master acknowledged (any connection's) is on the replica
+        target = self.old_admin.info("replication")["master_repl_offset"]
+        wait_until(
+            lambda: self.new_admin.info("replication").get("slave_repl_offset", -1) >= target,
+            20,
+            "the replica to catch up",
+        )
         self.new_admin.replicaof("NO", "ONE")
         self.old_admin.replicaof("127.0.0.1", self.new.port)
         self.wait_linked(self.old_admin)
