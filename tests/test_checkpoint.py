@@ -121,6 +121,23 @@ def test_each_message_is_stored_once_and_storage_grows_linearly(redis_url: str) 
     assert abs(late - early) <= 0.15 * early, (early, late)
 
 
+def _checkpoint(number: int, messages: list[Any]) -> Any:
+    """Checkpoint ``number`` holding ``messages``, and its new versions (one channel)."""
+    version = f"{number:012}.{0:010x}"
+    return (
+        {
+            "v": 4,
+            "id": f"1f000000-0000-6000-8000-00000000000{number}",
+            "ts": "2026-01-01T00:00:00+00:00",
+            "channel_values": {"messages": messages},
+            "channel_versions": {"messages": version},
+            "versions_seen": {},
+            "updated_channels": ["messages"],
+        },
+        {"messages": version},
+    )
+
+
 def test_a_second_write_of_a_task_keeps_the_first_even_once_the_list_holds_it(
     redis_url: str,
 ) -> None:
@@ -134,27 +151,12 @@ def test_a_second_write_of_a_task_keeps_the_first_even_once_the_list_holds_it(
         AIMessage("second answer", id="a2"),
     )
 
-    def checkpoint(number: int, messages: list[Any]) -> Any:
-        version = f"{number:012}.{0:010x}"
-        return (
-            {
-                "v": 4,
-                "id": f"1f000000-0000-6000-8000-00000000000{number}",
-                "ts": "2026-01-01T00:00:00+00:00",
-                "channel_values": {"messages": messages},
-                "channel_versions": {"messages": version},
-                "versions_seen": {},
-                "updated_channels": ["messages"],
-            },
-            {"messages": version},
-        )
-
     root = {"configurable": {"thread_id": "t1", "checkpoint_ns": ""}}
-    one, versions = checkpoint(1, [question])
+    one, versions = _checkpoint(1, [question])
     config = saver.put(root, one, {"source": "loop", "step": 1}, versions)
     saver.put_writes(config, [("messages", [first])], "task-1")
     saver.put_writes(config, [("messages", [second])], "task-1")  # kept out
-    two, versions = checkpoint(2, [question, second])
+    two, versions = _checkpoint(2, [question, second])
     saver.put(config, two, {"source": "loop", "step": 2}, versions)
     stored = saver.get_tuple(config)
     assert stored is not None and stored.pending_writes == [("task-1", "messages", [first])]
@@ -171,18 +173,9 @@ def test_a_write_that_comes_after_the_put_appending_its_messages_is_a_reference(
     question, answer = HumanMessage("q", id="q"), AIMessage("an answer", id="a1")
     configs: list[Any] = [{"configurable": {"thread_id": "t1", "checkpoint_ns": ""}}]
     for number, messages in enumerate([[question], [question, answer]], 1):
-        version = f"{number:012}.{0:010x}"
-        checkpoint: Any = {
-            "v": 4,
-            "id": f"1f000000-0000-6000-8000-00000000000{number}",
-            "ts": "2026-01-01T00:00:00+00:00",
-            "channel_values": {"messages": messages},
-            "channel_versions": {"messages": version},
-            "versions_seen": {},
-            "updated_channels": ["messages"],
-        }
+        checkpoint, versions = _checkpoint(number, messages)
         metadata: Any = {"source": "loop", "step": number}
-        configs.append(saver.put(configs[-1], checkpoint, metadata, {"messages": version}))
+        configs.append(saver.put(configs[-1], checkpoint, metadata, versions))
     first = configs[1]
     # a saver that has not seen the list (its tip is empty) writes the answer late
     other.put_writes(first, [("messages", [answer])], "task-1")

@@ -162,6 +162,25 @@ end
 local function make_member(tail, record, writes)
   return 'c\\0' .. tail .. '\\0' .. #record .. '\\0' .. record .. writes
 end
+-- checkpoint tail's writes: its member and record (nil before its put) and its rows
+local function load_writes(tail)
+  local member, record, raw = member_of(tail), nil, nil
+  if member then
+    local _skip
+    _skip, record, raw = split_member(member)
+  else
+    raw = redis.call('HGET', KEYS[2], 'w\\0' .. tail)
+  end
+  return member, record, parse_rows(raw)
+end
+local function store_writes(tail, member, record, rows)
+  if member then
+    redis.call('ZREM', KEYS[3], member)
+    redis.call('ZADD', KEYS[3], 0, make_member(tail, record, join_rows(rows)))
+  else
+    redis.call('HSET', KEYS[2], 'w\\0' .. tail, join_rows(rows))
+  end
+end
 -- the field holding a version's values: the saver's versions (^<n>.<hex>) 16 a field
 local function group_field(ns, version)
   local number = string.match(version, '^%^(%d+)%.')
@@ -244,15 +263,7 @@ for at = rewrites_at, values_at - 1, 5 do
   by_tail[where] = wanted
 end
 for where, wanted in pairs(by_tail) do
-  local member = member_of(where)
-  local record, raw
-  if member then
-    local _skip
-    _skip, record, raw = split_member(member)
-  else
-    raw = redis.call('HGET', KEYS[2], 'w\\0' .. where)
-  end
-  local rows = parse_rows(raw)
+  local member, record, rows = load_writes(where)
   local changed = false
   for _, row in ipairs(rows) do
     local place = wanted[row[1]]
@@ -264,12 +275,7 @@ for where, wanted in pairs(by_tail) do
       changed = true
     end
   end
-  if changed and member then
-    redis.call('ZREM', KEYS[3], member)
-    redis.call('ZADD', KEYS[3], 0, make_member(where, record, join_rows(rows)))
-  elseif changed then
-    redis.call('HSET', KEYS[2], 'w\\0' .. where, join_rows(rows))
-  end
+  if changed then store_writes(where, member, record, rows) end
 end
 -- the values this checkpoint gives new versions (in order: field, version, channel)
 local given, fields, versions = {}, {}, {}
@@ -342,15 +348,7 @@ PUT_WRITES = script(
 -- ARGV: 1 ns, 2 checkpoint id, 3 ttl, then per row: suffix, replace flag, value, n, and
 -- n history encodings of its messages (oldest first: a reference when the list has them)
 local tail = ARGV[1] .. '\\0' .. ARGV[2]
-local member = member_of(tail)
-local record, raw
-if member then
-  local _skip
-  _skip, record, raw = split_member(member)
-else
-  raw = redis.call('HGET', KEYS[2], 'w\\0' .. tail)
-end
-local rows = parse_rows(raw)
+local member, record, rows = load_writes(tail)
 local where = {}
 for at, row in ipairs(rows) do where[row[1]] = at end
 -- where the encodings ARGV[at .. at + n - 1] are, consecutive, among the list's n + 4
@@ -388,12 +386,7 @@ while at <= #ARGV do
   end
   at = at + 4 + n
 end
-if changed > 0 and member then
-  redis.call('ZREM', KEYS[3], member)
-  redis.call('ZADD', KEYS[3], 0, make_member(tail, record, join_rows(rows)))
-elseif changed > 0 then
-  redis.call('HSET', KEYS[2], 'w\\0' .. tail, join_rows(rows))
-end
+if changed > 0 then store_writes(tail, member, record, rows) end
 expire_all(tonumber(ARGV[3]))
 return changed
 """,
