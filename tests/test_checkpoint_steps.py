@@ -24,6 +24,7 @@ from redis_chat_history.checkpoint.steps import (
     ThreadKeys,
     pack,
     pack_record,
+    pack_record_typed,
     parse_rows,
     put_plan,
     unpack,
@@ -49,6 +50,22 @@ def test_values_records_and_rows_round_trip() -> None:
     assert raw.startswith(b"parent-1\x00") and b"a\x00#1\x00!m\x000001.ab\x00" in raw
     versions = {"a": 1, "messages": "0001.ab"}
     assert unpack_record(raw) == ("parent-1", b"meta\x00x", b"check\x00y", versions)
+
+
+def test_a_record_deflates_its_metadata_and_checkpoint_together() -> None:
+    metadata = ("msgpack", b'{"source": "loop", "step": 3, "parents": {}}' * 3)
+    checkpoint = ("msgpack", b'{"versions_seen": {"__input__": {}}, "v": 4}' * 4)
+    versions = {"a": 1, "messages": "0001.ab"}
+    raw = pack_record_typed("parent-1", versions, metadata, checkpoint)
+    separate = pack_record("parent-1", versions, pack(metadata), pack(checkpoint))
+    assert len(raw) < len(separate)  # one stream: the checkpoint refers back to the metadata
+    parent, packed_metadata, packed_checkpoint, read_versions = unpack_record(raw)
+    assert (parent, read_versions) == ("parent-1", versions)
+    assert (unpack(packed_metadata), unpack(packed_checkpoint)) == (metadata, checkpoint)
+    # too small to gain from deflate: stored plain, in the form of separate values
+    tiny = pack_record_typed("p", versions, ("json", b"{}"), ("json", b"[]"))
+    assert unpack_record(tiny) == ("p", b"json\x00{}", b"json\x00[]", versions)
+    assert b"d1+" not in tiny
 
 
 def test_names_langgraph_repeats_are_stored_short_and_come_back_exactly() -> None:

@@ -26,8 +26,16 @@ from langgraph.checkpoint.base import (
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
 from redis_chat_history.checkpoint import steps, upkeep
+from redis_chat_history.checkpoint.forms import pack_record_typed
 from redis_chat_history.checkpoint.fresh import Decoded, HeldSegments, held
-from redis_chat_history.checkpoint.messages import Tip, Tips, plan_messages, storable, tip_from_list
+from redis_chat_history.checkpoint.messages import (
+    Tip,
+    Tips,
+    encodings_once,
+    plan_messages,
+    storable,
+    tip_from_list,
+)
 from redis_chat_history.checkpoint.steps import EMPTY, ThreadKeys, blob_field, pack
 from redis_chat_history.checkpoint.values import (
     WREF,
@@ -83,8 +91,17 @@ class Context:
     #: The tips' messages, decoded once: a read that the script spares them copies these.
     decoded: Decoded = field(default_factory=Decoded)
 
+    #: ThreadKeys of recently used threads (made once: each put and read names them).
+    known_keys: dict[str, ThreadKeys] = field(default_factory=dict)
+
     def keys(self, thread_id: str) -> ThreadKeys:
-        return ThreadKeys(str(thread_id), self.history_key(str(thread_id)))
+        found = self.known_keys.get(thread_id)
+        if found is None:
+            if len(self.known_keys) >= 1024:
+                self.known_keys.clear()
+            found = ThreadKeys(str(thread_id), self.history_key(str(thread_id)))
+            self.known_keys[thread_id] = found
+        return found
 
 
 def where(config: RunnableConfig) -> tuple[str, str, str]:
@@ -303,11 +320,11 @@ def put(
             keys,
             ns=ns,
             checkpoint_id=checkpoint["id"],
-            record=steps.pack_record(
+            record=pack_record_typed(
                 parent_id,
                 checkpoint["channel_versions"],
-                pack(ctx.serde.dumps_typed(full_metadata)),
-                pack(ctx.serde.dumps_typed(stored)),
+                ctx.serde.dumps_typed(full_metadata),
+                ctx.serde.dumps_typed(stored),
             ),
             run_id=str(full_metadata.get("run_id") or ""),
             ttl=ctx.ttl,
@@ -351,18 +368,19 @@ def put_writes(
         return None
     history = ctx.keys(thread_id).history
     locate = None
+    encoded = encodings_once()
     if ns == "" and ctx.history:
 
         def locate(value: Any) -> tuple[str, int] | None:
             if not isinstance(value, list) or storable(value) is None:
                 return None
-            return ctx.tips.locate(history, value)
+            return ctx.tips.locate(history, value, encoded(value))
 
     tip = ctx.tips.get(history) if locate is not None else None
-    rows = write_rows(ctx.serde, writes, task_id, task_path, locate, tip)
+    rows = write_rows(ctx.serde, writes, task_id, task_path, locate, tip, encoded)
     if locate is not None:
         noted = [
-            (row[0], value, row[2])
+            (row[0], value, row[2], encoded(value))
             for (channel, value), row in zip(writes, rows, strict=True)
             if channel == "messages"
             and isinstance(value, list)

@@ -63,12 +63,12 @@ _DEFLATED = b"d1+\x00"
 _ZLIB = "z+"
 
 
-def pack(typed: tuple[str, bytes]) -> bytes:
+def pack(typed: tuple[str, bytes], deflated: bool = True) -> bytes:
     """A serializer's ``(type, bytes)`` as stored: ``type\\0bytes``, or ``d1+\\0`` and
-    that deflated."""
+    that deflated (unless ``deflated`` is false: a value about to become a reference)."""
     kind, data = typed
     plain = kind.encode() + b"\x00" + data
-    if len(data) >= COMPRESS_FROM:
+    if deflated and len(data) >= COMPRESS_FROM:
         packed = deflate(plain)
         if len(packed) + len(_DEFLATED) < len(plain):
             return _DEFLATED + packed
@@ -159,13 +159,38 @@ def _text(value: Any) -> str:
     return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else str(value)
 
 
+def _record_head(parent_id: str, versions: dict[str, Any]) -> bytes:
+    listed = versions_list(versions).encode("utf-8", "surrogateescape")
+    return f"{parent_id}\x00{len(listed)}\x00".encode() + listed
+
+
 def pack_record(
     parent_id: str, versions: dict[str, Any], metadata: bytes, checkpoint: bytes
 ) -> bytes:
-    """A checkpoint as stored: ``parent\\0<n>\\0<blob list><m>\\0<metadata><checkpoint>``."""
-    listed = versions_list(versions).encode("utf-8", "surrogateescape")
-    head = f"{parent_id}\x00{len(listed)}\x00".encode()
-    return head + listed + f"{len(metadata)}\x00".encode() + metadata + checkpoint
+    """A checkpoint as stored: ``parent\\0<n>\\0<blob list><m>\\0<metadata><checkpoint>``
+    (metadata and checkpoint each as :func:`pack` stores them)."""
+    return (
+        _record_head(parent_id, versions) + f"{len(metadata)}\x00".encode() + metadata + checkpoint
+    )
+
+
+def pack_record_typed(
+    parent_id: str,
+    versions: dict[str, Any],
+    metadata: tuple[str, bytes],
+    checkpoint: tuple[str, bytes],
+) -> bytes:
+    """:func:`pack_record` of the serializer's ``(type, bytes)`` of both, deflated together
+    when that is smaller: ``...+<m>\\0d1+\\0<deflated>``, whose first ``m`` inflated bytes
+    are the metadata (one deflate instead of two: each hands the GIL to the graph's thread)."""
+    plain_metadata = metadata[0].encode() + b"\x00" + metadata[1]
+    plain_checkpoint = checkpoint[0].encode() + b"\x00" + checkpoint[1]
+    joined = plain_metadata + plain_checkpoint
+    deflated = deflate(joined)
+    if len(deflated) + len(_DEFLATED) + 1 < len(joined):
+        head = _record_head(parent_id, versions) + f"+{len(plain_metadata)}\x00".encode()
+        return head + _DEFLATED + deflated
+    return pack_record(parent_id, versions, plain_metadata, plain_checkpoint)
 
 
 def unpack_record(raw: bytes) -> tuple[str, bytes, bytes, dict[str, Any]]:
@@ -184,6 +209,10 @@ def unpack_record(raw: bytes) -> tuple[str, bytes, bytes, dict[str, Any]]:
         text = listed[at]
         texts.append(texts[int(text[1:]) - 1] if text[:1] == "=" else text)
     versions = {channel_name(listed[2 * at]): version_of(text) for at, text in enumerate(texts)}
+    if size[:1] == b"+":  # metadata and checkpoint deflated together
+        if not rest.startswith(_DEFLATED):
+            raise ValueError("a joint record without its deflate marker")
+        rest, size = inflate(rest[len(_DEFLATED) :]), size[1:]
     return _text(parent), rest[: int(size)], rest[int(size) :], versions
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -126,13 +126,28 @@ def encode_or_none(messages: Sequence[Any]) -> list[bytes] | None:
     return encode_all(messages)
 
 
+def encodings_once() -> Callable[[Any], list[bytes] | None]:
+    """:func:`encode_or_none`, made once per value (by identity: for one call's values)."""
+    known: dict[int, list[bytes] | None] = {}
+
+    def encoded(value: Any) -> list[bytes] | None:
+        if id(value) not in known:
+            known[id(value)] = encode_or_none(value)
+        return known[id(value)]
+
+    return encoded
+
+
 def find_run(encoded: Sequence[bytes], wanted: Sequence[bytes], lowest: int) -> int | None:
     """Where the encodings ``wanted`` are, consecutive, among ``encoded[lowest:]``
     (newest tried first). Encodings, not objects: an object changed in place since it
     was stored is not what the list holds."""
     size = len(wanted)
+    if not size:
+        return None
+    first = wanted[0]
     for start in range(len(encoded) - size, lowest - 1, -1):
-        if all(encoded[start + at] == raw for at, raw in enumerate(wanted)):
+        if encoded[start] == first and encoded[start : start + size] == wanted:
             return start
     return None
 
@@ -148,22 +163,21 @@ class Tips:
         self._tips: OrderedDict[str, Tip] = OrderedDict()
         self._writes: OrderedDict[str, list[list[Any]]] = OrderedDict()
 
-    def remember_writes(
-        self, thread_key: str, field: str, rows: Sequence[tuple[str | bytes, Any, bytes]]
-    ) -> None:
-        """Note ``messages`` writes (row suffix, messages, stored value) of writes field
-        ``field`` not yet in the history list: the put that appends them makes them
-        references (when the row still holds that value: a re-sent write is kept)."""
+    def remember_writes(self, thread_key: str, field: str, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Note ``messages`` writes (row suffix, messages, stored value[, their encodings])
+        of writes field ``field`` not yet in the history list: the put that appends them
+        makes them references (when the row still holds that value: a re-sent write is
+        kept)."""
         noted = []
-        for suffix, messages, stored in rows:
-            encoded = encode_or_none(messages)
+        for suffix, messages, stored, *known in rows:
+            encoded = known[0] if known else encode_or_none(messages)
             if encoded is not None:
                 digest = hashlib.sha1(stored).hexdigest()
                 noted.append([field, suffix, encoded, digest, 0])
         with self._lock:
             tip = self._tips.get(thread_key)
             if tip is not None:
-                tip.dirty.update(id(message) for _, messages, _ in rows for message in messages)
+                tip.dirty.update(id(message) for row in rows for message in row[1])
             if not noted:
                 return
             known = self._writes.pop(thread_key, [])
@@ -217,14 +231,17 @@ class Tips:
             while len(self._tips) > self._size:
                 self._tips.popitem(last=False)
 
-    def locate(self, thread_key: str, messages: Sequence[Any]) -> tuple[str, int] | None:
+    def locate(
+        self, thread_key: str, messages: Sequence[Any], encoded: list[bytes] | None = None
+    ) -> tuple[str, int] | None:
         """(segment, start) when the history list already holds ``messages`` (encoded
-        the same) among its newest elements: a write that arrives after the put."""
+        the same, as ``encoded`` when given) among its newest elements: a write that
+        arrives after the put."""
         with self._lock:
             tip = self._tips.get(thread_key)
         if tip is None or not messages:
             return None
-        wanted = encode_or_none(messages)
+        wanted = encoded if encoded is not None else encode_or_none(messages)
         if wanted is None:
             return None
         start = find_run(tip.encoded, wanted, max(0, len(tip.encoded) - 64))

@@ -37,6 +37,7 @@ from redis_chat_history.checkpoint.forms import REF as REF
 from redis_chat_history.checkpoint.forms import blob_field as blob_field
 from redis_chat_history.checkpoint.forms import pack as pack
 from redis_chat_history.checkpoint.forms import pack_record as pack_record
+from redis_chat_history.checkpoint.forms import pack_record_typed as pack_record_typed
 from redis_chat_history.checkpoint.forms import unpack as unpack
 from redis_chat_history.checkpoint.forms import writes_field as writes_field
 from redis_chat_history.checkpoint.messages import MessagesWrite

@@ -111,9 +111,11 @@ def _head(channel: str, task_path: str) -> bytes:
     return f"{channel_code(channel)}\x00{task_path}\x00".encode("utf-8", "surrogateescape")
 
 
-def pack_write(serde: SerializerProtocol, channel: str, value: Any, task_path: str) -> bytes:
+def pack_write(
+    serde: SerializerProtocol, channel: str, value: Any, task_path: str, deflated: bool = True
+) -> bytes:
     head = _head(channel, task_path)
-    return head + pack(serde.dumps_typed(value))
+    return head + pack(serde.dumps_typed(value), deflated)
 
 
 def write_rows(
@@ -123,6 +125,7 @@ def write_rows(
     task_path: str,
     locate: Callable[[Any], tuple[str, int] | None] | None = None,
     tip: Tip | None = None,
+    encode: Callable[[Any], list[bytes] | None] = encode_or_none,
 ) -> list[tuple[bytes, bool, bytes, list[bytes]]]:
     """put_writes' rows: field suffix ``task\\0idx`` (:func:`.forms.task_code`), replace (special writes), value, and
     the history encodings of a ``messages`` write (the script stores it as a reference
@@ -147,12 +150,15 @@ def write_rows(
             nested = None
             if tip is not None and channel != "messages":
                 nested = pack_nested(serde.dumps_typed, value, tip, tip.segment)
+            if locate is not None and channel == "messages" and isinstance(value, list):
+                hints = encode(value) or []
             if nested is not None:
                 packed = _head(channel, task_path) + nested
             else:
-                packed = pack_write(serde, channel, value, task_path)
-            if locate is not None and channel == "messages" and isinstance(value, list):
-                hints = encode_or_none(value) or []
+                # a write with hints becomes a reference to the list (by the script, or
+                # by the put that appends its messages): not worth deflating (zlib would
+                # also hand the GIL to the graph's thread, twice, while this waits)
+                packed = pack_write(serde, channel, value, task_path, deflated=not hints)
         rows.append((task_code(task_id, idx), idx < 0, packed, hints))
     return rows
 
