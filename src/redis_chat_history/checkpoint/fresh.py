@@ -7,8 +7,9 @@ the messages (``ReadReply.unsent``). They are then made from a private copy, dec
 once per element from the tip's encoded elements (:class:`Decoded`): each read gets
 new objects, deep copies of those, as decoding the elements again would give (what a
 node or the application changes in a state it was given never reaches another read).
-A copy is made by orjson from the message's fields as orjson bytes (:func:`recipe`,
-checked once to load back equal), else field by field (:func:`fresh_copy`).
+A copy shares the message's strings and numbers (immutable) and makes its dicts and lists
+by orjson from bytes (:func:`recipe`, checked once to load back equal), else it is made
+field by field (:func:`fresh_copy`).
 """
 
 from __future__ import annotations
@@ -73,9 +74,19 @@ def fresh_copy(message: BaseMessage) -> BaseMessage:
     return copied
 
 
-#: How to remake a held message fast: its fields and extra (None when empty) as orjson
-#: bytes, its fields set, and whether it had no extra dict at all.
-Recipe = tuple[bytes, "bytes | None", frozenset[str], bool]
+#: How to remake a held message fast: its fields with the immutable values (strings,
+#: numbers: shared, as a deep copy would give equal ones) in place, the names of its
+#: non-empty dicts and lists with their values as orjson bytes (None: there are none), its
+#: empty ones, its extra (as orjson bytes; None when empty), its fields set, and whether it
+#: had no extra dict at all.
+Recipe = tuple[
+    dict[str, Any],
+    "bytes | None",
+    tuple[tuple[str, type], ...],
+    "bytes | None",
+    frozenset[str],
+    bool,
+]
 
 
 def _plain(value: Any) -> bool:
@@ -90,32 +101,57 @@ def _plain(value: Any) -> bool:
     return False
 
 
-def recipe(message: BaseMessage) -> Recipe | None:
-    """Orjson bytes that load back equal to the message's fields and extra, or None.
+def _round_trip(value: Any) -> bytes | None:
+    """Orjson bytes that load back equal to ``value`` (checked), or None.
 
-    Equality after a round trip (checked once) leaves out what JSON would change: NaN and
-    infinities, integers beyond 64 bits, lone surrogates (orjson refuses those).
+    Equality after a round trip leaves out what JSON would change: NaN and infinities,
+    integers beyond 64 bits, lone surrogates (orjson refuses those).
     """
+    if not _plain(value):
+        return None
+    try:
+        blob = orjson.dumps(value)
+    except TypeError:  # orjson.JSONEncodeError
+        return None
+    return blob if orjson.loads(blob) == value else None
+
+
+def recipe(message: BaseMessage) -> Recipe | None:
+    """How :func:`remade` copies ``message`` (None: field by field, :func:`fresh_copy`)."""
     fields, extra = message.__dict__, message.__pydantic_extra__
     if getattr(message, "__pydantic_private__", None) is not None:
         return None
-    if not _plain(fields) or (extra is not None and not _plain(extra)):
+    template: dict[str, Any] = {}
+    nested: dict[str, Any] = {}
+    empty: list[tuple[str, type]] = []
+    for name, value in fields.items():
+        kind = type(value)
+        template[name] = value if kind in _ATOMS else None
+        if kind in _ATOMS:
+            continue
+        if (kind is dict or kind is list) and not value:
+            empty.append((name, kind))
+        else:
+            nested[name] = value
+    blob = _round_trip(nested) if nested else None
+    extra_blob = _round_trip(extra) if extra else None  # mostly {}: made below
+    if (nested and blob is None) or (extra and extra_blob is None):
         return None
-    try:
-        blob = orjson.dumps(fields)
-        extra_blob = None if not extra else orjson.dumps(extra)  # mostly {}: made below
-    except TypeError:  # orjson.JSONEncodeError
-        return None
-    if orjson.loads(blob) != fields or (extra_blob and orjson.loads(extra_blob) != extra):
-        return None
-    return blob, extra_blob, frozenset(message.__pydantic_fields_set__), extra is None
+    fields_set = frozenset(message.__pydantic_fields_set__)
+    return template, blob, tuple(empty), extra_blob, fields_set, extra is None
 
 
 def remade(kind: type[BaseMessage], made: Recipe) -> BaseMessage:
-    """A new message of ``kind`` from a :func:`recipe` (orjson loads: C speed)."""
-    blob, extra_blob, fields_set, no_extra = made
+    """A new message of ``kind`` from a :func:`recipe` (its dicts and lists by orjson loads:
+    C speed; its strings shared)."""
+    template, blob, empty, extra_blob, fields_set, no_extra = made
+    fields = template.copy()  # (assigning to a name keeps the fields' order)
+    if blob is not None:
+        fields.update(orjson.loads(blob))
+    for name, container in empty:
+        fields[name] = container()
     copied = kind.__new__(kind)
-    _set(copied, "__dict__", orjson.loads(blob))
+    _set(copied, "__dict__", fields)
     if extra_blob is not None:
         _set(copied, "__pydantic_extra__", orjson.loads(extra_blob))
     else:
