@@ -7,6 +7,7 @@ companion key to another slot (CROSSSLOT) or let one session name another's comp
 
 from __future__ import annotations
 
+import binascii
 import io
 import json
 
@@ -16,9 +17,10 @@ from hypothesis import strategies as st
 from langchain_core.messages import AIMessage, HumanMessage
 from redis.crc import key_slot as redis_key_slot
 
-from redis_chat_history import ImportFormatError, InvalidArgumentError, RedisChatStore
+from redis_chat_history import ImportFormatError, InvalidArgumentError, RedisChatStore, slots
 from redis_chat_history.operations import writers_key
 from redis_chat_history.slots import (
+    SLOTS,
     SNAPSHOT,
     STAGING,
     WRITERS,
@@ -166,3 +168,19 @@ def test_every_operation_on_the_cluster_with_awkward_ids(cluster_url: str) -> No
             assert [m.content for m in history.messages] == contents, session_id
             assert 800 < (history.expires_in() or 0) <= 900
     assert sorted(other.sessions()) == sorted(AWKWARD_IDS)
+
+
+def test_the_tag_table_is_the_first_hex_number_counting_up_for_every_slot() -> None:
+    """The fast build (CRC linearity) gives exactly what counting 0, 1, 2, ... gives: the
+    tags name stored keys, so they must never change."""
+    counted: list[str | None] = [None] * SLOTS
+    missing, number = SLOTS, 0
+    while missing:
+        tag = format(number, "x")
+        slot = binascii.crc_hqx(tag.encode(), 0) % SLOTS
+        if counted[slot] is None:
+            counted[slot] = tag
+            missing -= 1
+        number += 1
+    assert slots._shortest_tags() == counted
+    assert all(redis_key_slot(tag.encode()) == slot for slot, tag in enumerate(counted) if tag)
