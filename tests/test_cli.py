@@ -169,7 +169,7 @@ def test_demo_twice_on_the_embedded_redis(tmp_path: Path) -> None:
     assert "the first one: 'Hi! Where do you keep our conversation?'" in second.stdout
     assert "I looked up: window, once" in second.stdout
     socket = tmp_path / "data" / "redis.sock"
-    wait_until(lambda: not socket.exists(), 15, "the embedded server to stop after the command")
+    wait_until(lambda: not socket.exists(), 60, "the embedded server to stop after the command")
 
 
 def test_without_the_cli_extra_one_line_says_how_to_get_it(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ def test_two_demo_runs_are_one_checkpointed_thread(tmp_path: Path) -> None:
         assert result.returncode == 0, result.stderr
         assert f"turns {3 * run + 1}-{3 * run + 3}" in result.stdout
     socket = data / "redis.sock"
-    wait_until(lambda: not socket.exists(), 15, "the embedded server to stop after the command")
+    wait_until(lambda: not socket.exists(), 60, "the embedded server to stop after the command")
 
     store = RedisChatStore(f"embedded://{data}")
     agent = build_agent(store)

@@ -41,7 +41,7 @@ def server_processes(data_dir: Path, *, supervisors: bool = True) -> list[int]:
 def wait_stopped(data_dir: Path) -> None:
     wait_until(
         lambda: not server_processes(data_dir) and not socket_path(data_dir).exists(),
-        15,
+        60,  # its server gets up to STOP_TIMEOUT (10 s) to flush on SIGTERM: more when loaded
         f"the embedded server of {data_dir} to stop after its last user",
     )
 
@@ -148,7 +148,7 @@ def test_a_server_that_dies_is_started_again_on_the_same_data(tmp_path: Path) ->
     assert user.ask("write before the crash") == "1"
     [crashed] = server_processes(tmp_path, supervisors=False)
     os.kill(crashed, signal.SIGKILL)
-    wait_until(lambda: crashed not in server_processes(tmp_path), 10, "the server to die")
+    wait_until(lambda: crashed not in server_processes(tmp_path), 60, "the server to die")
     assert user.ask("write after the crash") == "2"  # acknowledged writes survived SIGKILL
     assert server_processes(tmp_path, supervisors=False) not in ([], [crashed])
     user.exit()

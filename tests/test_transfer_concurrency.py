@@ -215,20 +215,30 @@ def test_a_session_being_written_is_read_as_one_snapshot(
     for _ in range(60):
         appender.append()
     target = RedisChatStore(url=redis_url, key_prefix="copy:")
+    written_during: list[int] = []  # batches the writer appended while a read was under way
+
+    def progress(sessions: int, messages: int) -> None:
+        # the first of the session's 3 windows is read: the writer appends (and trims) before
+        # the other two are, however the threads are scheduled on a loaded machine
+        if messages == 1000:
+            before = appender.batches
+            wait_until(lambda: appender.batches > before, 60, "a write during the read")
+            written_during.append(appender.batches - before)
+
     with appender:
         for _attempt in range(4):
             seen = appender.batches
-            wait_until(lambda seen=seen: appender.batches > seen, 10, "the writer appends")
-            before = appender.batches
+            wait_until(lambda seen=seen: appender.batches > seen, 60, "the writer appends")
+            written_during.clear()
             if how == "export":
                 out = io.BytesIO()
-                store.export(out, ["busy"])
+                store.export(out, ["busy"], progress=progress)
                 lines = [orjson.loads(line) for line in out.getvalue().splitlines()]
                 numbers = [int(line["data"]["content"]) for line in lines if "position" in line]
             else:
-                store.copy_to(target, ["busy"], overwrite=True)
+                store.copy_to(target, ["busy"], overwrite=True, progress=progress)
                 numbers = [int(text) for text in contents_of(target, "busy")]
-            assert appender.batches > before, "the session was not written during the read"
+            assert written_during, "the session was not written during the read"
             assert_a_state_it_was_in(numbers)
     client = redis.Redis.from_url(redis_url)
     try:

@@ -112,8 +112,23 @@ def test_a_failed_export_leaves_the_previous_file_and_no_empty_one(
 
 INTERRUPTED_EXPORT = textwrap.dedent(
     """
-    import sys
+    import os, signal, sys, time
+    from redis_chat_history import export_format
     from redis_chat_history.cli import main
+
+    # Ctrl-C raises KeyboardInterrupt, as at a terminal, even where this runs with SIGINT
+    # ignored (a background job of a non-interactive shell inherits SIG_IGN)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    add = export_format.ExportWriter.add
+
+    def add_then_wait(self, messages):
+        added = add(self, messages)
+        if self.messages == 1000:  # the first window is written, more are to come
+            open(os.environ["EXPORTING_MARKER"], "w").close()
+            time.sleep(600)  # the test interrupts the export here
+        return added
+
+    export_format.ExportWriter.add = add_then_wait
     sys.exit(main(sys.argv[1:]))
     """
 )
@@ -124,18 +139,21 @@ def test_an_interrupted_cli_export_leaves_the_previous_file(
 ) -> None:
     client = redis7.client()
     element = orjson.dumps({"type": "human", "data": {"content": "m" * 200}})
-    try:  # a session long enough to interrupt: 300,000 messages, built server-side
+    try:  # a session of several windows (1,000 messages each), built server-side
         client.eval(
             "for i = 1, tonumber(ARGV[1]) do redis.call('LPUSH', KEYS[1], ARGV[2]) end",
             1,
             "message_store:long",
-            300_000,
+            5_000,
             element,
         )
     finally:
         client.close()
-    backup = tmp_path / "bk.jsonl"
+    out = tmp_path / "out"
+    out.mkdir()
+    backup = out / "bk.jsonl"
     backup.write_bytes(b"the previous backup\n")
+    marker = tmp_path / "exporting"
     process = subprocess.Popen(
         [
             sys.executable,
@@ -147,23 +165,32 @@ def test_an_interrupted_cli_export_leaves_the_previous_file(
             "-o",
             str(backup),
         ],
+        env={**os.environ, "EXPORTING_MARKER": str(marker)},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-    try:
-        temporary = wait_until(
-            lambda: [p for p in tmp_path.iterdir() if p.name.endswith(".tmp") and p.stat().st_size],
-            30,
-            "the export writes its temporary file",
-        )[0]
-        assert temporary.name.startswith(".bk.jsonl.")  # beside the file it replaces
+    try:  # the child says when it is in the middle of the export: no race with its phases
+        wait_until(
+            lambda: marker.exists() or process.poll() is not None, 60, "the export's first window"
+        )
+        assert process.poll() is None, process.communicate()
+        temporaries = [p for p in out.iterdir() if p.name.endswith(".tmp")]
+        assert len(temporaries) == 1 and temporaries[0].stat().st_size  # written, not renamed
+        assert temporaries[0].name.startswith(".bk.jsonl.")  # beside the file it replaces
         process.send_signal(signal.SIGINT)
-        process.wait(timeout=30)
+        _, stderr = process.communicate(timeout=60)
     finally:
         process.kill()
         process.communicate()
+    assert process.returncode == 130, stderr  # the CLI's exit code for an interruption
+    assert b"interrupted" in stderr
     assert backup.read_bytes() == b"the previous backup\n"
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["bk.jsonl"]
+    assert sorted(path.name for path in out.iterdir()) == ["bk.jsonl"]
+    client = redis7.client()
+    try:  # and the export's snapshot of the session was dropped
+        assert client.keys("*") == [b"message_store:long"]
+    finally:
+        client.close()
 
 
 # -- the format proves a file whole ---------------------------------------------------------------
