@@ -117,7 +117,7 @@ class Plan(Generic[T]):
 
     @property
     def has_writer(self) -> bool:
-        for command in self.commands:  # a loop, not any(): no generator on every call
+        for command in self.commands:  # noqa: SIM110 (no generator: this runs on every call)
             if command.writer_at is not None:
                 return True
         return False
