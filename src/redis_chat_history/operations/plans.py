@@ -117,7 +117,10 @@ class Plan(Generic[T]):
 
     @property
     def has_writer(self) -> bool:
-        return any(command.writer_at is not None for command in self.commands)
+        for command in self.commands:  # noqa: SIM110 (no generator: this runs on every call)
+            if command.writer_at is not None:
+                return True
+        return False
 
 
 def single_reply(parse: Callable[[Any], T]) -> Callable[[list[Any]], T]:

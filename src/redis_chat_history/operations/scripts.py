@@ -108,8 +108,8 @@ _RESERVED = frozenset(
 # The code every write script shares, straight-line: ``failed(x)`` and ``refused(x)`` are
 # inlined (a closure costs Redis time on every call). A chained write (ARGV[4], the entry
 # it expects, is there: see writers.py) reads one field and writes one: HGET, HSET. Any
-# other write reads its entry and the hash's expiry (HMGET replies false for a missing
-# field), the clock, and checks the proposed expiry. ARGV[3] is the entry's lifetime,
+# other write reads its entry and the hash's expiry (HGET and HMGET reply false for a
+# missing field), the clock, and checks the proposed expiry. ARGV[3] is the entry's lifetime,
 # negative when an earlier send of the call may still arrive.
 _FAILED = "(type(X) == 'table' and X.err ~= nil)"
 _REFUSED = (
@@ -130,13 +130,13 @@ _PRELUDE = """
 local writer, record, expected = ARGV[1], ARGV[2], ARGV[4]
 local entry, until_ = false, false
 if expected ~= '' then
-  local got = redis.pcall('HMGET', writers, writer)
-  if got.err then return refused(got) end
-  entry = got[1]
+  -- HGET, not HMGET: a string (or false) reply, no table to build; a table is an error
+  entry = redis.pcall('HGET', writers, writer)
+  if type(entry) == 'table' then return refused(entry) end
   if entry ~= expected then
-    got = redis.pcall('HMGET', writers, '~')
-    if got.err then return refused(got) end
-    until_, expected = got[1], false
+    until_ = redis.pcall('HGET', writers, '~')
+    if type(until_) == 'table' then return refused(until_) end
+    expected = false
   end
 else
   local book = redis.pcall('HMGET', writers, writer, '~')
