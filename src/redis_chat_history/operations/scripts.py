@@ -16,7 +16,7 @@ script says only what it decides and what it changes:
   last, so it may hold ``,`` or ``;``). A sequence number not above the writer's recorded
   one is a re-send: the script changes nothing and replies ``{0, <on_resend>}``. A
   *chained* write (its token names the entry it expects, and finds it) reads one field
-  and writes one (HGET, HSET) and nothing else; any other write reads its field and the
+  and writes one (HMGET, HSET) and nothing else; any other write reads its field and the
   ``~`` field (HMGET), the clock (TIME), and records an expiry of at least now + the
   lifetime: O(1) whatever the number of writers. The hash's own expiry is only ever
   extended, to the end of the longest-lived entry (the ``~`` field says when that is, so
@@ -107,9 +107,9 @@ _RESERVED = frozenset(
 
 # The code every write script shares, straight-line: ``failed(x)`` and ``refused(x)`` are
 # inlined (a closure costs Redis time on every call). A chained write (ARGV[4], the entry
-# it expects, is there: see writers.py) reads one field and writes one: HGET, HSET. Any
-# other write reads its entry and the hash's expiry (HGET and HMGET reply false for a
-# missing field), the clock, and checks the proposed expiry. ARGV[3] is the entry's lifetime,
+# it expects, is there: see writers.py) reads one field and writes one: HMGET, HSET. Any
+# other write reads its entry and the hash's expiry (HMGET replies false for a missing
+# field), the clock, and checks the proposed expiry. ARGV[3] is the entry's lifetime,
 # negative when an earlier send of the call may still arrive.
 _FAILED = "(type(X) == 'table' and X.err ~= nil)"
 _REFUSED = (
@@ -130,13 +130,14 @@ _PRELUDE = """
 local writer, record, expected = ARGV[1], ARGV[2], ARGV[4]
 local entry, until_ = false, false
 if expected ~= '' then
-  -- HGET, not HMGET: a string (or false) reply, no table to build; a table is an error
-  entry = redis.pcall('HGET', writers, writer)
-  if type(entry) == 'table' then return refused(entry) end
+  -- HMGET, not HGET: the minimal ACL user (README) may run HMGET only
+  local got = redis.pcall('HMGET', writers, writer)
+  if got.err then return refused(got) end
+  entry = got[1]
   if entry ~= expected then
-    until_ = redis.pcall('HGET', writers, '~')
-    if type(until_) == 'table' then return refused(until_) end
-    expected = false
+    got = redis.pcall('HMGET', writers, '~')
+    if got.err then return refused(got) end
+    until_, expected = got[1], false
   end
 else
   local book = redis.pcall('HMGET', writers, writer, '~')
