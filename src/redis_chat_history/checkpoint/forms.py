@@ -63,12 +63,12 @@ _DEFLATED = b"d1+\x00"
 _ZLIB = "z+"
 
 
-def pack(typed: tuple[str, bytes], deflated: bool = True) -> bytes:
+def pack(typed: tuple[str, bytes]) -> bytes:
     """A serializer's ``(type, bytes)`` as stored: ``type\\0bytes``, or ``d1+\\0`` and
-    that deflated (unless ``deflated`` is false: a value about to become a reference)."""
+    that deflated."""
     kind, data = typed
     plain = kind.encode() + b"\x00" + data
-    if deflated and len(data) >= COMPRESS_FROM:
+    if len(data) >= COMPRESS_FROM:
         packed = deflate(plain)
         if len(packed) + len(_DEFLATED) < len(plain):
             return _DEFLATED + packed

@@ -111,11 +111,9 @@ def _head(channel: str, task_path: str) -> bytes:
     return f"{channel_code(channel)}\x00{task_path}\x00".encode("utf-8", "surrogateescape")
 
 
-def pack_write(
-    serde: SerializerProtocol, channel: str, value: Any, task_path: str, deflated: bool = True
-) -> bytes:
+def pack_write(serde: SerializerProtocol, channel: str, value: Any, task_path: str) -> bytes:
     head = _head(channel, task_path)
-    return head + pack(serde.dumps_typed(value), deflated)
+    return head + pack(serde.dumps_typed(value))
 
 
 def write_rows(
@@ -155,10 +153,10 @@ def write_rows(
             if nested is not None:
                 packed = _head(channel, task_path) + nested
             else:
-                # a write with hints becomes a reference to the list (by the script, or
-                # by the put that appends its messages): not worth deflating (zlib would
-                # also hand the GIL to the graph's thread, twice, while this waits)
-                packed = pack_write(serde, channel, value, task_path, deflated=not hints)
+                # deflated even with hints: a write the list never comes to hold (the last
+                # step's, a removal's) stays stored as it is (measured: x2.0 the messages
+                # stored once undeflated, x1.8 deflated, 200 turns with tools)
+                packed = pack_write(serde, channel, value, task_path)
         rows.append((task_code(task_id, idx), idx < 0, packed, hints))
     return rows
 
